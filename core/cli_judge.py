@@ -1,0 +1,107 @@
+"""`dp judge pairs|train|eval`: the CLI skin over `dp.judge.train`.
+
+Each command parses flags, calls one library function and prints a table or `--json`.
+Heavy imports (scikit-learn, torch) happen inside the library, on use.
+"""
+
+from __future__ import annotations
+
+import click
+
+from dp.cli_options import (
+    cache_option,
+    emit_json,
+    json_option,
+    print_table,
+    run_option,
+    seed_option,
+    truncate_option,
+)
+
+max_pairs_option = click.option(
+    "--max-pairs", type=click.IntRange(min=1), default=None,
+    help="At most this many pairs per problem, sampled with --seed (default: all pairs).",
+)
+
+
+def oversample_option(default: int):
+    return click.option(
+        "--oversample", type=click.IntRange(min=1), default=default, show_default=True,
+        help="Repeat each different-answer (label 0) pair this many times.",
+    )
+
+
+def _rows(summary: dict, keys: list[str]) -> None:
+    print_table([{"key": k, "value": summary.get(k)} for k in keys if k in summary], ["key", "value"])
+
+
+@click.group("judge")
+def judge_group() -> None:
+    """Build judge pairs, train a judge, evaluate one (AUROC, TNR at FNR 0.2)."""
+
+
+@judge_group.command("pairs")
+@cache_option
+@run_option(required=True)
+@truncate_option
+@max_pairs_option
+@seed_option
+@oversample_option(default=1)
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the pairs as JSONL here.")
+@json_option
+def pairs_cmd(cache_path, run, truncate, max_pairs, seed, oversample, out, as_json):
+    """Count (and optionally export) the labelled same-problem pairs of a run."""
+    from dp.judge.train import pairs_summary
+
+    summary = pairs_summary(cache_path, run, truncate, max_pairs, seed, oversample, out)
+    if as_json:
+        emit_json(summary)
+    else:
+        _rows(summary, ["run", "truncate", "problems", "pairs", "positive_rate", "out"])
+
+
+@judge_group.command("train")
+@cache_option
+@click.option("--run", "runs", multiple=True, required=True, help="Run to train on (repeat for several).")
+@click.option("--judge", "judge_type", default="features", show_default=True,
+              help="Judge type to train (see dp.judge.train.TRAINERS).")
+@truncate_option
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory for judge.json.")
+@seed_option
+@oversample_option(default=2)
+@max_pairs_option
+@json_option
+def train_cmd(cache_path, runs, judge_type, truncate, out, seed, oversample, max_pairs, as_json):
+    """Train a judge on the pairs of one or more runs; writes OUT/judge.json."""
+    from dp.judge.train import train_judge
+
+    summary = train_judge(cache_path, runs, judge_type, truncate, out, seed, oversample, max_pairs)
+    if as_json:
+        emit_json(summary)
+    else:
+        _rows(summary, ["judge", "out", "runs", "truncate", "pairs", "positive_rate", "train_auroc",
+                        "train_tnr_at_fnr_0_2"])
+
+
+@judge_group.command("eval")
+@cache_option
+@run_option(required=True)
+@click.option("--judge", "judge", required=True,
+              help="Judge name (oracle, random, jaccard, embedding, features, ...) or a trained-judge directory.")
+@truncate_option
+@max_pairs_option
+@seed_option
+@json_option
+def eval_cmd(cache_path, run, judge, truncate, max_pairs, seed, as_json):
+    """AUROC and TNR at FNR=0.2 of a judge on a run's pairs; scores are stored in the cache."""
+    from dp.judge.train import evaluate_judge
+
+    result = evaluate_judge(cache_path, run, judge, truncate, max_pairs, seed)
+    if as_json:
+        emit_json(result)
+    else:
+        _rows(result, ["judge", "run", "truncate", "pairs", "positive_rate", "auroc", "tnr_at_fnr_0_2",
+                       "scores_cached", "scores_computed"])
+
+
+COMMANDS = [judge_group]

@@ -1,0 +1,54 @@
+"""Options shared by several `dp` commands, defined once as decorators."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+cache_option = click.option(
+    "--cache", "cache_path", default="dp.duckdb", show_default=True, envvar="DP_CACHE",
+    type=click.Path(dir_okay=False), help="The DuckDB trace cache file.",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+seed_option = click.option("--seed", default=0, show_default=True, type=int, help="Seed for every random choice.")
+truncate_option = click.option(
+    "--truncate", default="words:25", show_default=True,
+    help="Prefix rule: tokens:K (first K tokens) or words:K (up to the K-th reasoning word).",
+)
+
+
+def run_option(required: bool = False, help: str = "Run name in the cache."):
+    return click.option("--run", "run", required=required, default=None, help=help)
+
+
+def emit_json(obj) -> None:
+    """Print `obj` as indented JSON (NaN written as null)."""
+    sys.stdout.write(json.dumps(_clean(obj), indent=2, sort_keys=False) + "\n")
+
+
+def _clean(obj):
+    if isinstance(obj, float):
+        return None if obj != obj or obj in (float("inf"), float("-inf")) else obj
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
+        return _clean(obj.item())
+    return obj
+
+
+def print_table(rows: list[dict], columns: list[str], floats: str = "{:.4f}") -> None:
+    """A plain aligned text table."""
+    def fmt(v):
+        if isinstance(v, float):
+            return "nan" if v != v else floats.format(v)
+        return "" if v is None else str(v)
+
+    cells = [[fmt(r.get(c)) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for row in cells:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))

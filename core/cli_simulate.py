@@ -1,0 +1,103 @@
+"""`dp simulate`: replay DeepPrune and the baselines on cached traces."""
+
+from __future__ import annotations
+
+import click
+
+from dp.cli_options import (
+    cache_option,
+    emit_json,
+    json_option,
+    print_table,
+    seed_option,
+    truncate_option,
+)
+
+DEFAULT_RUN = "default"
+
+
+def pick_run(cache, run: str | None) -> str:
+    """--run, else the embedded default run, else the only run in the cache."""
+    from dp.errors import DPError
+
+    if run:
+        return run
+    runs = cache.runs()
+    if DEFAULT_RUN in runs:
+        return DEFAULT_RUN
+    if len(runs) == 1:
+        return runs[0]
+    if not runs:
+        raise DPError(f"{cache.path} has no runs; run `dp generate` or `dp import` first")
+    raise DPError(f"{cache.path} has several runs ({', '.join(runs)}); choose one with --run")
+
+
+@click.command("simulate")
+@cache_option
+@click.option("--run", "run", default=None, help="Run to replay (default: 'default' or the only run).")
+@click.option("--policy", "policies", multiple=True,
+              help="Policy to replay (repeatable): cons, deepprune, deepprune-oracle, deepconf-low, "
+                   "deepconf-high, esc, adaptive, random. Default: deepprune and cons.")
+@click.option("--judge", default="features", show_default=True, help="Judge name or trained judge directory.")
+@click.option("--tau", type=float, default=None, help="DeepPrune threshold in [0, 1] (default 0.5).")
+@click.option("--K", "K", type=int, default=None, help="DeepPrune: max clusters (32).")
+@click.option("--K1", "K1", type=int, default=None, help="DeepPrune: members sampled per cluster (10).")
+@click.option("--K2", "K2", type=int, default=None, help="DeepPrune: traces of the largest cluster finished (20).")
+@click.option("--K3", "K3", type=int, default=None, help="DeepPrune: traces finished when all clusters are singletons (16).")
+@click.option("--final", default=None, type=click.Choice(["largest", "representatives", "representatives-weighted"]),
+              help="DeepPrune final-answer variant (largest).")
+@click.option("--when-full", "when_full", default=None, type=click.Choice(["join", "prune"]),
+              help="DeepPrune with K clusters: join the best cluster or drop the trace (join).")
+@click.option("--accounting", default=None, type=click.Choice(["paper", "concurrent"]),
+              help="Token accounting for prefix policies (paper).")
+@click.option("--keep", type=int, default=None, help="random: traces finished per problem (20).")
+@click.option("--window", type=int, default=None, help="esc: window size (5); deepconf: group window (2048).")
+@click.option("--warmup", type=int, default=None, help="deepconf: warm-up traces (16).")
+@truncate_option
+@click.option("--orders", default=50, show_default=True, type=int, help="Seeded arrival orders per problem.")
+@click.option("--order", "order_kind", default="random", show_default=True,
+              type=click.Choice(["random", "prefix-length"]), help="Arrival orders: random, or by decision point.")
+@click.option("--sweep", multiple=True, help="Grid axis NAME=START:STOP:STEP or NAME=V1,V2 (repeatable).")
+@click.option("--limit", type=int, default=None, help="Only the first N problems.")
+@click.option("--no-store", is_flag=True, help="Do not store the points in the cache.")
+@seed_option
+@json_option
+def simulate_cmd(cache_path, run, policies, judge, tau, K, K1, K2, K3, final, when_full, accounting,
+                 keep, window, warmup, truncate, orders, order_kind, sweep, limit, no_store, seed, as_json):
+    """Replay pruning policies on cached traces: tokens, token reduction, accuracy, pass rate."""
+    from dp.cache.store import Cache
+    from dp.provenance import stamp
+    from dp.simulate.sweep import SimSettings, simulate
+
+    params = {"tau": tau, "K": K, "K1": K1, "K2": K2, "K3": K3, "final": final, "when_full": when_full,
+              "accounting": accounting, "keep": keep, "window": window, "warmup": warmup}
+    with Cache(cache_path, write=not no_store) as cache:
+        name = pick_run(cache, run)
+        settings = SimSettings(
+            run=name, policies=tuple(policies) or ("deepprune", "cons"), judge=judge, truncate=truncate,
+            orders=orders, order_kind=order_kind, seed=seed,
+            params={k: v for k, v in params.items() if v is not None}, sweep=tuple(sweep), limit=limit,
+        )
+        results = simulate(cache, settings, store=not no_store)
+    st = stamp()
+    rows = [{**r.summary(), "run": name, "cache": cache_path, **st} for r in results]
+    if as_json:
+        emit_json(rows)
+        return
+    click.echo(f"run '{name}' of {cache_path}: {results[0].problems} problems, {orders if order_kind == 'random' else 1} "
+               f"{order_kind} arrival orders, seed {seed}, truncate {truncate}, judge {judge}")
+    table = []
+    for r in results:
+        p = r.params
+        setting = " ".join(f"{k}={v}" for k, v in p.items() if k in ("tau", "accounting", "keep", "window", "percentile")
+                           or (k in {x.split('=')[0] for x in sweep}))
+        table.append({"policy": r.policy, "settings": setting, "tokens": f"{r.tokens:.0f}",
+                      "token_reduction": f"{100 * r.token_reduction:.1f}%", "accuracy": r.accuracy,
+                      "accuracy_std": r.accuracy_std, "pass_rate": r.pass_rate, "judge_pairs": f"{r.judge_pairs:.0f}"})
+    print_table(table, ["policy", "settings", "tokens", "token_reduction", "accuracy", "accuracy_std",
+                        "pass_rate", "judge_pairs"])
+    click.echo("tokens: mean over orders, summed over problems; accounting as in 'settings' "
+               "(prefix policies: paper = prefixes + finished traces; others: tokens generated).")
+
+
+COMMANDS = [simulate_cmd]

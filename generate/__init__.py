@@ -1,0 +1,10 @@
+"""Sampling traces: prompts, sampling settings, engines (vLLM, transformers), the run driver.
+
+Data flows one way: `dp.generate` turns problems into `dp.types.TraceRecord`s and
+hands each finished batch to a `sink` callback; it never imports `dp.cache` (the
+CLI wires a cache writer in as the sink). Modules: `sampling` (SamplingSpec, the
+one conversion to vLLM), `prompts` (chat-templated one-shot prompts), `records`
+(raw per-token engine output -> TraceRecord, shared by every engine), `engines`
+(the Engine protocol, VLLMEngine, TransformersEngine, make_engine), `runner`
+(generate_run: jobs, seeds, shards, batches, resume via `done`).
+"""

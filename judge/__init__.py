@@ -1,0 +1,17 @@
+"""Judges: J(a, b) = probability that two truncated traces of one question end with the same answer.
+
+Light to import: judges with models import them on first use. Modules:
+`truncation` (the one prefix rule), `base` (Prefix, Judge, registry, load_judge),
+`simple` (oracle, random, jaccard), `embedding` (MiniLM cosine), `features`
+(logistic regression on pair features), `pairs` (labelled pairs of a run),
+`metrics` (AUROC, TNR at FNR), `scoring` (through the score cache), `train`
+(the library behind `dp judge`).
+"""
+
+from dp.judge.base import JUDGES, Judge, Prefix, load_judge, register_judge
+from dp.judge.truncation import REASONING_WORDS, TruncationRule, decision_point, decision_points
+
+__all__ = [
+    "JUDGES", "Judge", "Prefix", "load_judge", "register_judge",
+    "REASONING_WORDS", "TruncationRule", "decision_point", "decision_points",
+]

@@ -1,0 +1,110 @@
+"""The judges that need no model: `oracle` (upper bound), `random` (lower bound) and `jaccard`.
+
+- oracle: 1.0 when the two traces' final answer classes are equal and >= 0, else 0.0.
+  It reads `Prefix.answer_class`, the ground truth no real judge may see.
+- random: a uniform [0, 1) score per unordered pair, from a hash of (seed, min id,
+  max id): the same pair gets the same score in any call order, batch or process.
+- jaccard: |A & B| / |A | B| over the sets of lowercased word tokens (`\\w+`) of the two
+  prefixes; two prefixes without words score 1.0 (identical, if uninformative).
+
+None of them is worth caching: each is cheaper to recompute than a DuckDB lookup.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+from dp.judge.base import Prefix
+
+_WORD = re.compile(r"\w+")
+_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+class OracleJudge:
+    """J = 1 exactly when the final answers match (an answer class >= 0 on both sides)."""
+
+    name = "oracle"
+    cacheable = False
+
+    @classmethod
+    def create(cls, seed: int = 0) -> OracleJudge:
+        return cls()
+
+    def score(self, left: Sequence[Prefix], right: Sequence[Prefix]) -> np.ndarray:
+        a = np.fromiter((p.answer_class for p in left), dtype=np.int64, count=len(left))
+        b = np.fromiter((p.answer_class for p in right), dtype=np.int64, count=len(right))
+        return ((a == b) & (a >= 0)).astype(np.float64)
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64 finaliser on a uint64 array (wrapping arithmetic)."""
+    with np.errstate(over="ignore"):
+        x = x + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+def pair_uniform(seed: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Uniform [0, 1) per unordered pair (a[i], b[i]), a pure function of (seed, min, max)."""
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    lo = np.minimum(a, b).astype(np.uint64)
+    hi = np.maximum(a, b).astype(np.uint64)
+    s = _splitmix64(np.full(lo.shape, np.uint64(int(seed) & 0xFFFFFFFFFFFFFFFF)))
+    h = _splitmix64(s ^ _splitmix64(lo ^ _splitmix64(hi)))
+    return (h >> np.uint64(11)).astype(np.float64) * (1.0 / 2**53)
+
+
+class RandomJudge:
+    """A coin per unordered pair: the lower bound any judge must beat."""
+
+    cacheable = False
+
+    def __init__(self, seed: int = 0):
+        self.seed = int(seed)
+        self.name = f"random:{self.seed}"
+
+    @classmethod
+    def create(cls, seed: int = 0) -> RandomJudge:
+        return cls(seed)
+
+    def score(self, left: Sequence[Prefix], right: Sequence[Prefix]) -> np.ndarray:
+        a = np.fromiter((p.trace_id for p in left), dtype=np.int64, count=len(left))
+        b = np.fromiter((p.trace_id for p in right), dtype=np.int64, count=len(right))
+        return pair_uniform(self.seed, a, b)
+
+
+def word_set(text: str) -> frozenset[str]:
+    """Lowercased `\\w+` tokens of `text`, as a set."""
+    return frozenset(_WORD.findall(text.lower()))
+
+
+def jaccard(a: frozenset, b: frozenset) -> float:
+    """|a & b| / |a | b|; 1.0 for two empty sets."""
+    if not a and not b:
+        return 1.0
+    return len(a & b) / len(a | b)
+
+
+class JaccardJudge:
+    """Word-set overlap of the two prefixes."""
+
+    name = "jaccard"
+    cacheable = False
+
+    @classmethod
+    def create(cls, seed: int = 0) -> JaccardJudge:
+        return cls()
+
+    def score(self, left: Sequence[Prefix], right: Sequence[Prefix]) -> np.ndarray:
+        sets: dict[str, frozenset] = {}  # text -> words; each distinct prefix tokenised once
+        for p in (*left, *right):
+            if p.text not in sets:
+                sets[p.text] = word_set(p.text)
+        return np.array(
+            [jaccard(sets[a.text], sets[b.text]) for a, b in zip(left, right, strict=True)],
+            dtype=np.float64,
+        )

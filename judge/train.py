@@ -1,0 +1,131 @@
+"""The library behind `dp judge pairs|train|eval`: build pairs, train a judge, evaluate one.
+
+Trainers are a registry, `TRAINERS`: judge type -> "module:function" with the signature
+`trainer(pairs: PairSet, out: Path, seed: int, meta: dict) -> Judge`; the trainer writes
+`out/judge.json` (with {"type": ...} and `meta`) plus whatever weights it needs, and the
+saved directory must load back with `load_judge(out)`. `train_judge` then adds the
+training AUROC to judge.json. Other modules add trainers with `register_trainer`
+(the cross-encoder and LLM judges).
+
+Every function opens the cache itself and returns a plain dict (what `--json` prints).
+Nothing here parses flags or prints.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from dp.cache import Cache
+from dp.errors import DPError
+from dp.judge.base import JUDGE_FILE, Judge, load_judge
+from dp.judge.metrics import judge_metrics
+from dp.judge.pairs import PairSet, build_pairs
+from dp.judge.scoring import score_pairs
+from dp.judge.truncation import TruncationRule
+from dp.provenance import stamp
+
+TRAINERS: dict[str, str] = {
+    "features": "dp.judge.train:train_features_judge",
+}
+
+
+def register_trainer(judge_type: str, target: str) -> None:
+    """Make `train_judge(judge_type=...)` call `target` ("module:function")."""
+    TRAINERS[judge_type] = target
+
+
+def train_features_judge(pairs: PairSet, out: Path, seed: int, meta: dict) -> Judge:
+    """Trainer for the `features` judge (logistic regression; deterministic, `seed` unused)."""
+    from dp.judge.features import train_features
+
+    judge = train_features(pairs.left, pairs.right, pairs.labels, meta=meta)
+    judge.save(out)
+    return judge
+
+
+def _open(cache_path: str | Path, write: bool) -> Cache:
+    if not Path(cache_path).exists():
+        raise DPError(f"no cache at {cache_path}")
+    return Cache(cache_path, write=write)
+
+
+def _pairs(cache: Cache, runs: Sequence[str], rule: TruncationRule, max_pairs: int | None,
+           seed: int, oversample: int) -> PairSet:
+    sets = [build_pairs(cache, r, rule, max_pairs, seed, oversample) for r in runs]
+    return sets[0] if len(sets) == 1 else PairSet.concat(sets)
+
+
+def pairs_summary(cache_path: str | Path, run: str, rule: TruncationRule | str,
+                  max_pairs: int | None = None, seed: int = 0, oversample: int = 1,
+                  out: str | Path | None = None) -> dict:
+    """Build the pairs of `run`, optionally export them as JSONL; return their summary."""
+    rule = TruncationRule.parse(rule)
+    with _open(cache_path, write=False) as cache:
+        pairs = build_pairs(cache, run, rule, max_pairs, seed, oversample)
+    summary = pairs.summary()
+    if out is not None:
+        pairs.to_jsonl(out)
+        summary["out"] = str(out)
+    return summary
+
+
+def _unique_pairs(pairs: PairSet) -> np.ndarray:
+    """Row indices of the first copy of each pair (undoes oversampling for metrics)."""
+    _, first = np.unique(np.stack([pairs.a_ids, pairs.b_ids], axis=1), axis=0, return_index=True)
+    return np.sort(first)
+
+
+def train_judge(cache_path: str | Path, runs: Sequence[str], judge_type: str,
+                rule: TruncationRule | str, out: str | Path, seed: int = 0,
+                oversample: int = 2, max_pairs: int | None = None) -> dict:
+    """Train a judge of `judge_type` on the pairs of `runs`; write `out/judge.json`; return a summary."""
+    rule = TruncationRule.parse(rule)
+    if judge_type not in TRAINERS:
+        raise DPError(f"cannot train judge '{judge_type}' (trainable: {', '.join(sorted(TRAINERS))})")
+    runs = list(runs)
+    if not runs:
+        raise DPError("no run to train on")
+    with _open(cache_path, write=False) as cache:
+        pairs = _pairs(cache, runs, rule, max_pairs, seed, oversample)
+    if pairs.n == 0 or len(np.unique(pairs.labels)) < 2:
+        raise DPError(f"run(s) {', '.join(runs)} have no pairs of both labels under {rule}; cannot train")
+    meta = {
+        "trained_on": {"cache": str(cache_path), "runs": runs, "truncate": str(rule), "seed": seed,
+                       "oversample_negative": oversample, "max_pairs_per_problem": max_pairs,
+                       "pairs": pairs.n, "positive_rate": pairs.positive_rate},
+        **stamp(),
+    }
+    module, attr = TRAINERS[judge_type].split(":")
+    out = Path(out)
+    judge = getattr(importlib.import_module(module), attr)(pairs, out, seed, meta)
+    keep = _unique_pairs(pairs)
+    scores = judge.score([pairs.left[i] for i in keep], [pairs.right[i] for i in keep])
+    metrics = judge_metrics(scores, pairs.labels[keep])
+    spec_path = out / JUDGE_FILE
+    spec = json.loads(spec_path.read_text())
+    spec["train_metrics"] = {"auroc": metrics["auroc"], "tnr_at_fnr_0_2": metrics["tnr_at_fnr_0_2"]}
+    spec_path.write_text(json.dumps(spec, indent=2) + "\n")
+    return {"judge": judge.name, "type": judge_type, "out": str(out), "runs": runs,
+            "truncate": str(rule), "seed": seed, "pairs": pairs.n, "positive_rate": pairs.positive_rate,
+            "train_auroc": metrics["auroc"], "train_tnr_at_fnr_0_2": metrics["tnr_at_fnr_0_2"]}
+
+
+def evaluate_judge(cache_path: str | Path, run: str, judge: str | Judge, rule: TruncationRule | str,
+                   max_pairs: int | None = None, seed: int = 0, store_scores: bool = True) -> dict:
+    """AUROC and TNR at FNR = 0.2 of `judge` on the pairs of `run` (scores go through the cache)."""
+    rule = TruncationRule.parse(rule)
+    j = load_judge(judge, seed=seed) if isinstance(judge, (str, Path)) else judge
+    stats: dict = {}
+    with _open(cache_path, write=store_scores) as cache:
+        pairs = build_pairs(cache, run, rule, max_pairs, seed)
+        if pairs.n == 0 or len(np.unique(pairs.labels)) < 2:
+            raise DPError(f"run '{run}' has no pairs of both labels under {rule}; AUROC undefined")
+        scores = score_pairs(j, rule, pairs.left, pairs.right, cache=cache, stats=stats)
+    return {"judge": j.name, "run": run, "truncate": str(rule), "seed": seed,
+            "max_pairs_per_problem": max_pairs, **judge_metrics(scores, pairs.labels),
+            "scores_cached": stats.get("cached", 0), "scores_computed": stats.get("computed", 0),
+            **stamp()}

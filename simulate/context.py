@@ -1,0 +1,77 @@
+"""ProblemContext: one cached problem as the arrays a policy reads.
+
+Built once per (run, truncation rule, judge): trace lengths, answer classes, which
+classes are correct, each trace's decision point under the rule, DeepConf token
+confidences when the run has them, and a lazily scored judge matrix. A policy
+sees only this; it never touches the cache or an engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dp.cache.store import Cache, ProblemTraces
+from dp.errors import DPError
+from dp.judge.base import Judge, Prefix
+from dp.judge.truncation import TruncationRule, decision_points
+from dp.simulate.scores import PairScores
+
+
+@dataclass
+class ProblemContext:
+    """Everything a policy may know about one problem's N traces (positions 0..N-1)."""
+
+    problem_id: str
+    trace_ids: np.ndarray  # (N,) int64 cache trace ids
+    lengths: np.ndarray  # (N,) int64 tokens of each full trace
+    classes: np.ndarray  # (N,) int64 final answer class, -1 = no answer
+    correct: np.ndarray  # (N,) bool, the trace's answer is correct
+    decision: np.ndarray  # (N,) int64 tokens at the decision point (<= lengths)
+    scores: PairScores | None = None  # judge scores, None when no judge is needed
+    confidence: list[np.ndarray] | None = None  # N arrays (n_tokens,) DeepConf token confidence
+    _memo: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def n(self) -> int:
+        return int(self.lengths.size)
+
+    def memo(self, key, fn):
+        """Per-context memo for derived arrays (e.g. DeepConf trace scores) shared by replays."""
+        if key not in self._memo:
+            self._memo[key] = fn()
+        return self._memo[key]
+
+
+def build_contexts(cache: Cache, run: str, rule: TruncationRule, judge: Judge | None = None,
+                   confidence: bool = False, limit: int | None = None) -> list[ProblemContext]:
+    """Contexts for every problem of `run` (the first `limit` problems if given)."""
+    problems: list[ProblemTraces] = cache.load_run(run)[:limit]
+    if not problems:
+        raise DPError(f"run '{run}' has no traces")
+    all_ids = np.concatenate([p.trace_ids for p in problems])
+    offsets = cache.token_arrays(all_ids, "end_offset")
+    texts = cache.texts(all_ids)
+    conf = cache.token_arrays(all_ids, "confidence") if confidence else None
+    if conf is not None and any(c.size and np.isnan(c).any() for c in conf):
+        raise DPError(f"run '{run}' has no token confidences (imported text?); DeepConf needs log-probs")
+    out, start = [], 0
+    for p in problems:
+        sl = slice(start, start + p.n)
+        start += p.n
+        dec = decision_points(rule, texts[sl], offsets[sl]).astype(np.int64)
+        dec = np.minimum(dec, p.lengths.astype(np.int64))
+        scores = None
+        if judge is not None:
+            prefixes = [
+                Prefix(int(tid), text[: int(off[d - 1])] if d > 0 else "", int(d), int(c))
+                for tid, text, off, d, c in zip(p.trace_ids, texts[sl], offsets[sl], dec, p.classes, strict=True)
+            ]
+            scores = PairScores(judge, rule, prefixes, cache)
+        out.append(ProblemContext(
+            problem_id=p.problem.problem_id, trace_ids=p.trace_ids, lengths=p.lengths.astype(np.int64),
+            classes=p.classes.astype(np.int64), correct=p.correct.copy(), decision=dec,
+            scores=scores, confidence=conf[sl] if conf is not None else None,
+        ))
+    return out

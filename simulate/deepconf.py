@@ -1,0 +1,73 @@
+"""DeepConf online (Fu et al., arXiv 2508.15260), replayed from stored token confidences.
+
+The first `warmup` traces of each arrival order run to the end; their trace
+scores (lowest group confidence, `dp.confidence`) set the threshold: the
+90th percentile for DeepConf-low (keeps the top 10%), the 10th for DeepConf-high
+(keeps the top 90%). Every later trace stops as soon as the mean confidence of
+its last `window` tokens drops below the threshold (checked once it has `window`
+tokens, or at its end when shorter - the same quantity the score is built from,
+so calibration and enforcement use one definition). Survivors (warm-up traces
+scoring at or above the threshold, and later traces that were not stopped) vote,
+weighted by their trace score. Missing confidences are an error, never zeros.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dp.confidence import DEFAULT_WINDOW, running_group_confidence
+from dp.errors import DPError
+from dp.simulate.policy import Plan
+
+
+@dataclass(frozen=True)
+class DeepConfParams:
+    warmup: int = 16  # traces that calibrate the threshold
+    percentile: float = 90.0  # threshold percentile of warm-up scores (90 = low, 10 = high)
+    window: int = DEFAULT_WINDOW  # tokens per group
+
+    def __post_init__(self):
+        if self.warmup < 1 or self.window < 1:
+            raise DPError("warmup and window must be >= 1")
+        if not 0 <= self.percentile <= 100:
+            raise DPError(f"percentile must be in [0, 100], got {self.percentile}")
+
+
+def _profile(conf: np.ndarray, window: int) -> tuple[int, np.ndarray]:
+    """(first checked position, running minimum of the windowed mean from there on)."""
+    run = running_group_confidence(conf, window)
+    start = min(window, conf.size) - 1
+    return start, np.minimum.accumulate(run[start:]) if conf.size else np.zeros(0)
+
+
+class DeepConf:
+    needs_judge = False
+    needs_confidence = True
+
+    def __init__(self, params: DeepConfParams | None = None, name: str = "deepconf", **kw):
+        self.params = params or DeepConfParams(**kw)
+        self.name = name
+
+    def plan(self, ctx, orders: np.ndarray, rng) -> Plan:
+        if ctx.confidence is None:
+            raise DPError("DeepConf needs token confidences; this run has none (imported text?)")
+        p = self.params
+        profiles = ctx.memo(("deepconf", p.window), lambda: [_profile(c, p.window) for c in ctx.confidence])
+        score = np.array([m[-1] if m.size else np.nan for _, m in profiles])  # lowest group confidence
+        R, N = orders.shape
+        warm = orders[:, : min(p.warmup, N)]
+        thr = np.percentile(score[warm], p.percentile, axis=1)  # (R,)
+        is_warm = np.zeros((R, N), dtype=bool)
+        np.put_along_axis(is_warm, warm, True, axis=1)
+        stop_at = np.tile(ctx.lengths, (R, 1))
+        stopped = np.zeros((R, N), dtype=bool)
+        for t, (start, mins) in enumerate(profiles):
+            j = np.searchsorted(-mins, -thr, side="right")  # first position with mins < thr
+            hit = (j < mins.size) & ~is_warm[:, t]
+            stop_at[hit, t] = start + j[hit] + 1
+            stopped[hit, t] = True
+        voters = np.where(is_warm, score[None, :] >= thr[:, None], ~stopped)
+        return Plan(stop_at=stop_at, voters=voters, weights=np.broadcast_to(score, (R, N)).copy(),
+                    judge_pairs=np.zeros(R, dtype=np.int64))
