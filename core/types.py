@@ -7,12 +7,12 @@ does I/O or computation beyond validation.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 import numpy as np
 
 
-class AnswerKind(str, Enum):
+class AnswerKind(StrEnum):
     """How a gold answer is compared: a number, a math expression, a choice letter, a string."""
 
     NUMBER = "number"
@@ -21,7 +21,7 @@ class AnswerKind(str, Enum):
     STRING = "string"
 
 
-class FinishReason(str, Enum):
+class FinishReason(StrEnum):
     """Why a trace ended: the model stopped, hit max tokens, was aborted (pruned live), unknown (imported)."""
 
     STOP = "stop"

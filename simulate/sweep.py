@@ -68,6 +68,7 @@ class SimSettings:
 
 def simulate(cache: Cache, s: SimSettings, store: bool = True) -> list[PolicyResult]:
     """Replay every policy (at every grid point) on run `s.run`; store the points if asked."""
+    cache.run_info(s.run)  # an unknown run fails first, with the runs that exist
     for name in s.policies:
         if name not in POLICIES:
             raise DPError(f"unknown policy '{name}'; known: {', '.join(sorted(POLICIES))}")

@@ -1,0 +1,193 @@
+"""Policies against hand computations on small hand-made problems, then the real traces."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from dp.judge.base import Prefix
+from dp.judge.simple import OracleJudge
+from dp.simulate.basic import Consensus, RandomPrune
+from dp.simulate.context import ProblemContext
+from dp.simulate.deepconf import DeepConf
+from dp.simulate.deepprune import DeepPrune
+from dp.simulate.policy import Accounting, charge
+from dp.simulate.replay import replay
+from dp.simulate.scores import PairScores
+from dp.simulate.sequential import ESC, Adaptive, beta_stop_probability
+from tests.conftest import invoke
+
+RNG = np.random.default_rng(0)
+
+
+def ctx_of(classes, lengths=None, decision=None, correct_class=0, confidence=None):
+    classes = np.asarray(classes, dtype=np.int64)
+    n = classes.size
+    lengths = np.full(n, 100, dtype=np.int64) if lengths is None else np.asarray(lengths, dtype=np.int64)
+    decision = np.full(n, 10, dtype=np.int64) if decision is None else np.asarray(decision, dtype=np.int64)
+    prefixes = [Prefix(i, f"t{i}", int(decision[i]), int(c)) for i, c in enumerate(classes)]
+    return ProblemContext(problem_id="p", trace_ids=np.arange(n), lengths=lengths, classes=classes,
+                          correct=classes == correct_class, decision=np.minimum(decision, lengths),
+                          scores=PairScores(OracleJudge(), "tokens:10", prefixes), confidence=confidence)
+
+
+def test_charge_paper_and_concurrent():
+    lengths, decision = np.array([10, 20, 30]), np.array([2, 5, 40])
+    finished = np.array([[False, True, False]])
+    assert charge(lengths, decision, finished).tolist() == [[2, 20, 30]]
+    # concurrent: unfinished traces decode until the last decision point (30, capped by length)
+    assert charge(lengths, decision, finished, Accounting.CONCURRENT).tolist() == [[10, 20, 30]]
+
+
+def test_deepprune_clusters_prunes_and_charges_prefixes():
+    ctx = ctx_of([0, 0, 1, 0, 1, 2])
+    policy = DeepPrune(tau=0.5, K2=2)
+    state = policy.begin(ctx, 1, RNG)
+    for t in range(6):
+        policy.on_prefix(state, np.array([t]))
+    assert state.assign.tolist() == [[0, 0, 1, 0, 1, 2]]
+    assert state.size[0, :3].tolist() == [3, 2, 1]
+    # judge calls: t1 vs {0}; t2 vs {0,1}; t3 vs {0,1},{2}; t4 vs {0,1,3},{2}; t5 vs {0,1,3},{2,4}
+    assert policy.pairs(state).tolist() == [1 + 2 + 3 + 4 + 5]
+    finished = policy.finish(state)
+    assert finished.sum() == 2 and set(np.flatnonzero(finished[0])) <= {0, 1, 3}
+    plan = policy.plan(ctx, np.arange(6)[None, :], np.random.default_rng(1))
+    assert plan.stop_at.sum() == 4 * 10 + 2 * 100  # pruned traces pay their prefix, finished ones all
+
+
+def test_pruned_trace_costs_its_prefix():
+    ctx = ctx_of([0, 0, 0], lengths=[50, 60, 70], decision=[5, 6, 7])
+    plan = DeepPrune(tau=0.5, K2=1).plan(ctx, np.array([[0, 1, 2]]), np.random.default_rng(0))
+    kept = int(np.flatnonzero(plan.voters[0])[0])
+    expected = [5, 6, 7]
+    expected[kept] = [50, 60, 70][kept]
+    assert plan.stop_at[0].tolist() == expected
+
+
+def test_deepprune_when_full_and_representatives():
+    ctx = ctx_of([0, 0, 1, 0, 1, 2])
+    join = DeepPrune(tau=0.5, K=2)
+    s = join.begin(ctx, 1, RNG)
+    for t in range(6):
+        join.on_prefix(s, np.array([t]))
+    assert s.assign[0, 5] == 0  # all similarities 0: joins the first-opened cluster
+    prune = DeepPrune(tau=0.5, K=2, when_full="prune")
+    s = prune.begin(ctx, 1, RNG)
+    for t in range(6):
+        prune.on_prefix(s, np.array([t]))
+    assert s.assign[0, 5] == -2
+    rep = DeepPrune(tau=0.5, final="representatives")
+    plan = rep.plan(ctx, np.arange(6)[None, :], RNG)
+    assert np.flatnonzero(plan.voters[0]).tolist() == [0, 2, 5]
+    weighted = DeepPrune(tau=0.5, final="representatives-weighted")
+    plan = weighted.plan(ctx, np.arange(6)[None, :], RNG)
+    assert plan.weights[0, [0, 2, 5]].tolist() == [3, 2, 1]
+
+
+def test_all_singletons_fall_back_to_k3_random_traces():
+    ctx = ctx_of([0, 1, 2, 3, 4, 5])
+    plan = DeepPrune(tau=0.5, K3=3).plan(ctx, np.arange(6)[None, :], RNG)
+    assert plan.voters.sum() == 3
+
+
+def test_reservoir_sample_is_bounded_by_k1():
+    ctx = ctx_of([0] * 30)
+    policy = DeepPrune(tau=0.5, K1=4)
+    s = policy.begin(ctx, 3, RNG)
+    for t in range(30):
+        policy.on_prefix(s, np.full(3, t))
+    assert (s.sample[:, 0, :] >= 0).sum(axis=1).tolist() == [4, 4, 4]
+    # trace t >= 1 is compared with min(t, K1) members: 1 + 2 + 3 + 4 * 26
+    assert policy.pairs(s).tolist() == [110, 110, 110]
+
+
+def test_cons_has_zero_reduction_and_random_keeps_budget():
+    ctx = ctx_of([0, 1, 0, 0], lengths=[10, 20, 30, 40])
+    res = replay(Consensus(), [ctx], orders=5)
+    assert res.token_reduction == 0.0 and res.tokens == 100 and res.accuracy == 1.0
+    plan = RandomPrune(keep=2).plan(ctx, np.tile(np.arange(4), (7, 1)), RNG)
+    assert (plan.voters.sum(axis=1) == 2).all()
+    assert ((plan.stop_at == np.where(plan.voters, [10, 20, 30, 40], 10)).all())
+
+
+def test_esc_stops_at_first_unanimous_window():
+    ctx = ctx_of([0, 0, 1, 0, 0] + [0] * 5 + [1] * 5, lengths=np.arange(1, 16))
+    plan = ESC(window=5).plan(ctx, np.arange(15)[None, :], RNG)
+    assert plan.voters[0].tolist() == [True] * 10 + [False] * 5
+    assert plan.stop_at.sum() == sum(range(1, 11))
+    missing = ctx_of([-1] * 5 + [1] * 5)
+    assert ESC(window=5).plan(missing, np.arange(10)[None, :], RNG).voters.sum() == 10
+
+
+def test_adaptive_beta_criterion():
+    assert beta_stop_probability(np.array([3.0]), np.array([0.0]))[0] == pytest.approx(1 - 0.5**4)
+    ctx = ctx_of([0] * 10)
+    plan = Adaptive(confidence=0.95).plan(ctx, np.arange(10)[None, :], RNG)
+    assert plan.voters.sum() == 4  # 1 - 0.5^4 < 0.95 <= 1 - 0.5^5
+
+
+def test_deepconf_threshold_stop_and_weights():
+    # 4 traces, window 2, warm-up 2. Trace scores (lowest 2-token mean): 1.0, 3.0, 1.5, 2.5
+    conf = [np.array([1.0, 1.0, 1.0]), np.array([3.0, 3.0, 3.0]),
+            np.array([2.0, 1.0, 3.0, 3.0]), np.array([3.0, 2.0, 5.0])]
+    ctx = ctx_of([0, 1, 1, 0], lengths=[3, 3, 4, 3], confidence=conf)
+    plan = DeepConf(warmup=2, percentile=50.0, window=2).plan(ctx, np.arange(4)[None, :], RNG)
+    # threshold = median(1.0, 3.0) = 2.0; trace 2's first window mean is 1.5 < 2: stops after token 2
+    assert plan.stop_at[0].tolist() == [3, 3, 2, 3]
+    assert plan.voters[0].tolist() == [False, True, False, True]
+    assert plan.weights[0].tolist() == pytest.approx([1.0, 3.0, 1.5, 2.5])
+
+
+def test_deepconf_refuses_runs_without_confidence():
+    from dp.errors import DPError
+
+    with pytest.raises(DPError, match="confidence"):
+        DeepConf().plan(ctx_of([0, 1]), np.arange(2)[None, :], RNG)
+
+
+def test_real_traces_whole_table_and_oracle_bound(real_cache):
+    r = invoke("simulate", "--cache", real_cache, "--run", "qwen", "--orders", "5", "--json",
+               "--policy", "cons", "--policy", "deepprune", "--policy", "deepprune-oracle",
+               "--policy", "esc", "--policy", "adaptive", "--policy", "random", "--K2", "4",
+               "--judge", "jaccard")
+    assert r.exit_code == 0, r.output
+    rows = {row["policy"]: row for row in json.loads(r.output)}
+    for row in rows.values():
+        assert {"policy", "tokens", "token_reduction", "accuracy", "accuracy_std", "pass_rate",
+                "judge_pairs"} <= row.keys()
+    assert rows["cons"]["token_reduction"] == 0.0
+    assert rows["deepprune"]["tokens"] < rows["cons"]["tokens"]
+    assert rows["deepprune"]["judge_pairs"] > 0
+    r = invoke("simulate", "--cache", real_cache, "--run", "qwen", "--orders", "3",
+               "--policy", "deepconf-low")
+    assert r.exit_code != 0 and "confidence" in r.output
+
+
+def test_oracle_with_large_k_gives_the_majority_answer(real_cache):
+    from dp.answers import majority
+    from dp.cache.store import Cache
+    from dp.judge.truncation import TruncationRule
+    from dp.simulate.context import build_contexts
+
+    with Cache(real_cache) as cache:
+        ctxs = build_contexts(cache, "qwen", TruncationRule.parse("tokens:50"), OracleJudge())
+    policy = DeepPrune(tau=0.5, K=64, K2=64)
+    for ctx in ctxs:
+        counts = np.bincount(ctx.classes[ctx.classes >= 0])
+        if counts.size == 0 or (counts == counts.max()).sum() > 1:
+            continue  # ties: cons@N itself depends on the tie rule
+        plan = policy.plan(ctx, np.random.default_rng(0).permuted(np.tile(np.arange(ctx.n), (5, 1)), axis=1),
+                           np.random.default_rng(1))
+        winners = {int(majority(ctx.classes[plan.voters[r]])) for r in range(5)}
+        assert winners == {majority(ctx.classes)}
+
+
+def test_bad_settings_are_one_line_errors(real_cache):
+    for args, msg in ((["--tau", "1.5"], "tau"), (["--K", "0"], "K must"), (["--policy", "nope"], "unknown policy"),
+                      (["--judge", "nope"], "unknown judge"), (["--run", "absent"], "no run"),
+                      (["--truncate", "lines:3"], "truncation")):
+        r = invoke("simulate", "--cache", real_cache, "--run", "qwen", "--orders", "2", *args)
+        assert r.exit_code != 0 and msg in r.output, (args, r.output)
+        assert len(r.output.strip().splitlines()) == 1
