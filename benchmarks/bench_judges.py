@@ -5,9 +5,11 @@
 1. Imports the two shared trace files (runs `esc` and `qwen`) into the cache if absent.
 2. Speed: pairs scored per second by each judge on `--speed-pairs` Qwen pairs under
    tokens:500 (no score cache; the embedding model is loaded before timing).
-3. Cross-model: for each rule, a features judge trained on one run (label-0 pairs
-   oversampled 2x) is evaluated on the other, next to oracle, random, jaccard,
-   embedding and the shipped default features judge. Evaluation on `esc` samples
+3. Cross-model: a features judge trained with the default judge's recipe (all rules
+   pooled, `--train-pairs` pairs per problem, label-0 pairs oversampled 2x) on one run
+   only is evaluated on the other run under each rule, next to oracle, random,
+   jaccard, embedding and the shipped default features judge (trained on both runs,
+   so in-domain there). Evaluation on `esc` samples
    `--esc-pairs` pairs per problem. Scores go through the score cache, so a rerun
    only computes what is new. Trained judges are written under `--out`.
 
@@ -52,6 +54,7 @@ def speed(cache: Path, judges: list[str], n_pairs: int) -> list[dict]:
     with Cache(cache) as c:
         pairs = build_pairs(c, "qwen", "tokens:500", max_pairs_per_problem=max(1, n_pairs // 100), seed=0)
     left, right = pairs.left[:n_pairs], pairs.right[:n_pairs]
+    distinct = len({p.text for p in (*left, *right)})
     rows = []
     for name in judges:
         judge = load_judge(name)
@@ -59,21 +62,28 @@ def speed(cache: Path, judges: list[str], n_pairs: int) -> list[dict]:
         t = time.perf_counter()
         judge.score(left, right)
         dt = time.perf_counter() - t
-        rows.append({"judge": judge.name, "pairs": len(left), "seconds": dt, "pairs_per_s": len(left) / dt})
+        rows.append({"judge": judge.name, "pairs": len(left), "prefixes": distinct, "seconds": dt,
+                     "pairs_per_s": len(left) / dt})
     return rows
 
 
-def cross_model(cache: Path, rules: list[str], judges: list[str], out: Path, esc_pairs: int) -> list[dict]:
+def cross_model(cache: Path, rules: list[str], judges: list[str], out: Path, esc_pairs: int,
+                train_pairs: int) -> list[dict]:
     rows = []
+    trained = {}
+    for train_run in ("esc", "qwen"):  # the default judge's recipe, on one file only
+        trained[train_run] = out / f"features-{train_run}"
+        tr = train_judge(cache, [train_run], "features", rules, trained[train_run], seed=0, oversample=2,
+                         max_pairs=train_pairs)
+        print(f"trained on {train_run} ({', '.join(rules)}): {tr['judge']}, {tr['pairs']} pairs, "
+              f"train AUROC {tr['train_auroc']:.4f}")
     for rule in rules:
         for train_run, test_run in (("esc", "qwen"), ("qwen", "esc")):
             max_pairs = esc_pairs if test_run == "esc" else None
-            d = out / f"features-{train_run}-{rule.replace(':', '')}"
             t = time.perf_counter()
-            tr = train_judge(cache, [train_run], "features", rule, d, seed=0, oversample=2)
-            ev = evaluate_judge(cache, test_run, d, rule, max_pairs=max_pairs)
+            ev = evaluate_judge(cache, test_run, trained[train_run], rule, max_pairs=max_pairs)
             rows.append({"rule": rule, "test": test_run, "judge": "features (trained)", "trained_on": train_run,
-                         "train_auroc": tr["train_auroc"], "auroc": ev["auroc"], "tnr@fnr0.2": ev["tnr_at_fnr_0_2"],
+                         "auroc": ev["auroc"], "tnr@fnr0.2": ev["tnr_at_fnr_0_2"],
                          "pairs": ev["pairs"], "pos_rate": ev["positive_rate"], "s": time.perf_counter() - t})
         for test_run in ("esc", "qwen"):
             max_pairs = esc_pairs if test_run == "esc" else None
@@ -96,19 +106,20 @@ def main() -> None:
     ap.add_argument("--judges", default=",".join(BASELINES))
     ap.add_argument("--speed-pairs", type=int, default=1000)
     ap.add_argument("--esc-pairs", type=int, default=10, help="pairs per problem when evaluating on esc")
+    ap.add_argument("--train-pairs", type=int, default=28, help="pairs per problem when training")
     ap.add_argument("--skip-speed", action="store_true")
     args = ap.parse_args()
     judges = [j for j in args.judges.split(",") if j]
     ensure_runs(args.cache)
     if not args.skip_speed:
         print("\n## speed (Qwen pairs, tokens:500, one process, no score cache)")
-        print_table(speed(args.cache, judges, args.speed_pairs), ["judge", "pairs", "seconds", "pairs_per_s"],
+        print_table(speed(args.cache, judges, args.speed_pairs), ["judge", "pairs", "prefixes", "seconds", "pairs_per_s"],
                     floats="{:.2f}")
     print("\n## AUROC: features trained on one run, evaluated on the other; baselines on each run")
-    rows = cross_model(args.cache, [r for r in args.rules.split(",") if r], judges, args.out, args.esc_pairs)
+    rows = cross_model(args.cache, [r for r in args.rules.split(",") if r], judges, args.out, args.esc_pairs,
+                       args.train_pairs)
     print()
-    print_table(rows, ["rule", "test", "judge", "trained_on", "train_auroc", "auroc", "tnr@fnr0.2", "pairs",
-                       "pos_rate"])
+    print_table(rows, ["rule", "test", "judge", "trained_on", "auroc", "tnr@fnr0.2", "pairs", "pos_rate"])
 
 
 if __name__ == "__main__":

@@ -65,7 +65,8 @@ def pairs_cmd(cache_path, run, truncate, max_pairs, seed, oversample, out, as_js
 @click.option("--run", "runs", multiple=True, required=True, help="Run to train on (repeat for several).")
 @click.option("--judge", "judge_type", default="features", show_default=True,
               help="Judge type to train (see dp.judge.train.TRAINERS).")
-@truncate_option
+@click.option("--truncate", "truncate", multiple=True, default=("words:25",), show_default=True,
+              help="Prefix rule tokens:K or words:K; repeat to pool pairs under several rules.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory for judge.json.")
 @seed_option
 @oversample_option(default=2)

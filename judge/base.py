@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+
 from dp.errors import DPError
 
 JUDGE_FILE = "judge.json"

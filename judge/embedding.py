@@ -15,6 +15,7 @@ import os
 from collections.abc import Sequence
 
 import numpy as np
+
 from dp.errors import DPError
 from dp.judge.base import Prefix
 
@@ -35,7 +36,7 @@ class EmbeddingJudge:
     name = f"embedding:{MODEL_NAME}"
     cacheable = True
 
-    def __init__(self, model_path: str | None = None, batch_size: int = 64, device: str | None = None):
+    def __init__(self, model_path: str | None = None, batch_size: int = 16, device: str | None = None):
         self.model_path = model_path
         self.batch_size = batch_size
         self.device = device

@@ -1,4 +1,4 @@
-"""The `features` judge: logistic regression over cheap, symmetric features of a prefix pair.
+"""The `features` judge: a sign-constrained logistic regression over cheap features of a prefix pair.
 
 Features (all symmetric in the two sides, see `FEATURE_NAMES`): word-set and number-set
 Jaccard, Jaccard of the words near each prefix's end, whether answers are already
@@ -6,6 +6,14 @@ stated in the prefixes (`dp.answers.extract_answer`, compared after `normalize`)
 agree, whether the last numbers agree or appear in the other prefix, length ratio,
 mean length, shared-prefix ratio, and the cosine of hashed character 3-gram counts.
 No neural model: it scores ~10^4 pairs a second on one core.
+
+The model (`INPUT_NAMES`) keeps two copies of every similarity feature: one active
+when both prefixes already state an answer (`A_...`), one when they do not (`N_...`),
+because text similarity means something else once the answers are visible. Weights
+of similarity features are constrained to be >= 0 (more alike never means less
+likely the same answer) and of `answers_differ` to be <= 0 (`SIGNS`). Without this,
+a judge trained on one model's traces ranked another model's truncated pairs worse
+than chance (see judge/default/README.md).
 
 A trained judge is a JSON file (feature names, scaler mean/scale, coefficients,
 intercept, training settings), never a pickle. `FeaturesJudge.create()` loads the
@@ -24,6 +32,7 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+
 from dp import answers as ans
 from dp.errors import DPError
 from dp.judge.base import JUDGE_FILE, Prefix, read_judge_file
@@ -49,6 +58,17 @@ MAX_ANSWER_CHARS = 40  # longer "answers" extracted from a prefix are taken as n
 NGRAM_BINS = 2**18
 _NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?:/\d+)?")
 DEFAULT_RESOURCE = ("default", "features.json")
+
+_ANSWER_FEATURES = ("answers_agree", "answers_differ", "answer_one_side")
+_SIM_FEATURES = tuple(n for n in FEATURE_NAMES if n not in _ANSWER_FEATURES)
+INPUT_NAMES: tuple[str, ...] = (
+    _ANSWER_FEATURES + tuple(f"A_{n}" for n in _SIM_FEATURES) + tuple(f"N_{n}" for n in _SIM_FEATURES)
+)
+_FREE = ("answer_one_side", "length_ratio", "log_mean_tokens")  # no prior on the sign
+SIGNS: tuple[int, ...] = tuple(
+    0 if n.removeprefix("A_").removeprefix("N_") in _FREE else -1 if n == "answers_differ" else 1
+    for n in INPUT_NAMES
+)
 
 
 @dataclass
@@ -141,14 +161,22 @@ def pair_features(left: Sequence[Prefix], right: Sequence[Prefix]) -> np.ndarray
     return x
 
 
+def model_inputs(x: np.ndarray) -> np.ndarray:
+    """(n, len(INPUT_NAMES)) model inputs from (n, len(FEATURE_NAMES)) features."""
+    ans_cols = [FEATURE_NAMES.index(n) for n in _ANSWER_FEATURES]
+    sim_cols = [FEATURE_NAMES.index(n) for n in _SIM_FEATURES]
+    both = (x[:, ans_cols[0]] + x[:, ans_cols[1]])[:, None]  # both prefixes state an answer
+    return np.concatenate([x[:, ans_cols], x[:, sim_cols] * both, x[:, sim_cols] * (1.0 - both)], axis=1)
+
+
 class FeaturesJudge:
-    """sigmoid(coef . standardised features + intercept)."""
+    """sigmoid(coef . standardised model inputs + intercept)."""
 
     cacheable = True
 
     def __init__(self, coef, intercept: float, mean, scale,
-                 feature_names: Sequence[str] = FEATURE_NAMES, meta: dict | None = None):
-        if tuple(feature_names) != FEATURE_NAMES:
+                 input_names: Sequence[str] = INPUT_NAMES, meta: dict | None = None):
+        if tuple(input_names) != INPUT_NAMES:
             raise DPError("this features judge was trained on other features than this dp computes; retrain it")
         self.coef = np.asarray(coef, dtype=np.float64)
         self.intercept = float(intercept)
@@ -160,9 +188,9 @@ class FeaturesJudge:
     # ------------------------------------------------------------ persistence
     def params(self) -> dict:
         return {
-            "type": "features", "feature_version": FEATURE_VERSION,
-            "feature_names": list(FEATURE_NAMES), "mean": self.mean.tolist(),
-            "scale": self.scale.tolist(), "coef": self.coef.tolist(), "intercept": self.intercept,
+            "type": "features", "feature_version": FEATURE_VERSION, "input_names": list(INPUT_NAMES),
+            "mean": self.mean.tolist(), "scale": self.scale.tolist(), "coef": self.coef.tolist(),
+            "intercept": self.intercept,
         }
 
     def digest(self) -> str:
@@ -171,7 +199,8 @@ class FeaturesJudge:
         return hashlib.blake2b(blob, digest_size=4).hexdigest()
 
     def to_json(self) -> dict:
-        return {**self.params(), **{k: v for k, v in self.meta.items() if k not in self.params()}}
+        params = self.params()
+        return {**params, **{k: v for k, v in self.meta.items() if k not in params}}
 
     def save(self, directory: str | Path) -> Path:
         out = Path(directory)
@@ -184,10 +213,13 @@ class FeaturesJudge:
     def from_json(cls, spec: dict) -> FeaturesJudge:
         if spec.get("type") != "features" or spec.get("feature_version") != FEATURE_VERSION:
             raise DPError(f"not a features judge of version {FEATURE_VERSION} (type {spec.get('type')!r}, "
-                          f"version {spec.get('feature_version')!r})")
-        meta = {k: v for k, v in spec.items()
-                if k not in ("type", "feature_version", "feature_names", "mean", "scale", "coef", "intercept")}
-        return cls(spec["coef"], spec["intercept"], spec["mean"], spec["scale"], spec["feature_names"], meta)
+                          f"version {spec.get('feature_version')!r}); retrain it")
+        keys = ("type", "feature_version", "input_names", "mean", "scale", "coef", "intercept")
+        try:
+            return cls(spec["coef"], spec["intercept"], spec["mean"], spec["scale"], spec["input_names"],
+                       {k: v for k, v in spec.items() if k not in keys})
+        except KeyError as e:
+            raise DPError(f"features judge file lacks {e}") from None
 
     @classmethod
     def load(cls, path: str | Path, seed: int = 0) -> FeaturesJudge:
@@ -203,30 +235,52 @@ class FeaturesJudge:
 
     # ---------------------------------------------------------------- scoring
     def score(self, left: Sequence[Prefix], right: Sequence[Prefix]) -> np.ndarray:
-        z = ((pair_features(left, right) - self.mean) / self.scale) @ self.coef + self.intercept
+        z = ((model_inputs(pair_features(left, right)) - self.mean) / self.scale) @ self.coef + self.intercept
         return 1.0 / (1.0 + np.exp(-z))
+
+
+def fit_logistic(z: np.ndarray, y: np.ndarray, signs: Sequence[int], c: float = 1.0,
+                 weights: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """L2-regularised logistic regression with sign bounds (L-BFGS-B; deterministic).
+
+    Minimises sum_i w_i logloss_i / W + |coef|^2 / (2 c W), W = sum w (scikit-learn's C
+    convention). signs[j] = 1: coef_j >= 0; -1: coef_j <= 0; 0: free. Returns (coef, intercept).
+    """
+    from scipy.optimize import minimize
+
+    w = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    total, d = w.sum(), z.shape[1]
+
+    def loss(theta):
+        m = z @ theta[:d] + theta[d]
+        p = 0.5 * (1.0 + np.tanh(0.5 * m))  # stable sigmoid
+        g = (p - y) * w
+        value = (w * (np.logaddexp(0.0, m) - y * m)).sum() / total + theta[:d] @ theta[:d] / (2 * c * total)
+        return value, np.r_[z.T @ g / total + theta[:d] / (c * total), g.sum() / total]
+
+    bounds = [(0.0, None) if s > 0 else (None, 0.0) if s < 0 else (None, None) for s in signs]
+    res = minimize(loss, np.zeros(d + 1), jac=True, method="L-BFGS-B", bounds=[*bounds, (None, None)],
+                   options={"maxiter": 5000})
+    return res.x[:d], float(res.x[d])
 
 
 def train_features(
     left: Sequence[Prefix], right: Sequence[Prefix], labels: np.ndarray,
     c: float = 1.0, meta: dict | None = None,
 ) -> FeaturesJudge:
-    """Fit the logistic regression on labelled pairs (label 1 = same final answer).
+    """Fit the judge on labelled pairs (label 1 = same final answer).
 
     Oversampling, if any, is already in the pairs (`build_pairs(oversample_negative=...)`).
-    Deterministic: lbfgs on a convex loss, no random state.
     """
-    from sklearn.linear_model import LogisticRegression
-
     y = np.asarray(labels, dtype=np.int64)
     if len(np.unique(y)) < 2:
         raise DPError("cannot train a judge: pairs of both labels needed")
-    x = pair_features(left, right)
+    x = model_inputs(pair_features(left, right))
     mean = x.mean(axis=0)
     scale = x.std(axis=0)
     scale[scale < 1e-12] = 1.0
-    model = LogisticRegression(C=c, max_iter=2000)
-    model.fit((x - mean) / scale, y)
-    settings = {"model": "LogisticRegression", "C": c, "solver": "lbfgs"}
-    return FeaturesJudge(model.coef_[0], float(model.intercept_[0]), mean, scale,
-                         meta={"settings": settings, **(meta or {})})
+    coef, intercept = fit_logistic((x - mean) / scale, y, SIGNS, c)
+    settings = {"model": "logistic regression, sign-constrained (L-BFGS-B)", "C": c,
+                "signs": dict(zip(INPUT_NAMES, SIGNS, strict=True))}
+    return FeaturesJudge(coef, intercept, mean, scale, meta={"settings": settings, **(meta or {})})

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from dp.cache import Cache, ProblemTraces
 from dp.errors import DPError
 from dp.judge.base import Prefix
@@ -74,7 +75,8 @@ class PairSet:
             labels=np.concatenate([s.labels for s in sets]),
             problems=np.concatenate([s.problems for s in sets]),
             left=[p for s in sets for p in s.left], right=[p for s in sets for p in s.right],
-            settings={**sets[0].settings, "run": [s.settings.get("run") for s in sets]},
+            settings={**sets[0].settings, "run": [s.settings.get("run") for s in sets],
+                      "truncate": [s.settings.get("truncate") for s in sets]},
         )
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+
 from dp.cache import Cache
 from dp.judge.base import Judge, Prefix, check_scores
 from dp.judge.truncation import TruncationRule

@@ -16,6 +16,7 @@ import re
 from collections.abc import Sequence
 
 import numpy as np
+
 from dp.judge.base import Prefix
 
 _WORD = re.compile(r"\w+")

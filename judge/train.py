@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
 from dp.cache import Cache
 from dp.errors import DPError
 from dp.judge.base import JUDGE_FILE, Judge, load_judge
@@ -53,10 +54,11 @@ def _open(cache_path: str | Path, write: bool) -> Cache:
     return Cache(cache_path, write=write)
 
 
-def _pairs(cache: Cache, runs: Sequence[str], rule: TruncationRule, max_pairs: int | None,
-           seed: int, oversample: int) -> PairSet:
-    sets = [build_pairs(cache, r, rule, max_pairs, seed, oversample) for r in runs]
-    return sets[0] if len(sets) == 1 else PairSet.concat(sets)
+def _rules(rule: TruncationRule | str | Sequence[TruncationRule | str]) -> list[TruncationRule]:
+    rules = [rule] if isinstance(rule, (str, TruncationRule)) else list(rule)
+    if not rules:
+        raise DPError("no truncation rule given")
+    return [TruncationRule.parse(r) for r in rules]
 
 
 def pairs_summary(cache_path: str | Path, run: str, rule: TruncationRule | str,
@@ -74,27 +76,36 @@ def pairs_summary(cache_path: str | Path, run: str, rule: TruncationRule | str,
 
 
 def _unique_pairs(pairs: PairSet) -> np.ndarray:
-    """Row indices of the first copy of each pair (undoes oversampling for metrics)."""
-    _, first = np.unique(np.stack([pairs.a_ids, pairs.b_ids], axis=1), axis=0, return_index=True)
+    """Row indices of the first copy of each (pair, prefixes) (undoes oversampling for metrics)."""
+    na = np.fromiter((p.n_tokens for p in pairs.left), dtype=np.int64, count=pairs.n)
+    nb = np.fromiter((p.n_tokens for p in pairs.right), dtype=np.int64, count=pairs.n)
+    _, first = np.unique(np.stack([pairs.a_ids, pairs.b_ids, na, nb], axis=1), axis=0, return_index=True)
     return np.sort(first)
 
 
 def train_judge(cache_path: str | Path, runs: Sequence[str], judge_type: str,
-                rule: TruncationRule | str, out: str | Path, seed: int = 0,
-                oversample: int = 2, max_pairs: int | None = None) -> dict:
-    """Train a judge of `judge_type` on the pairs of `runs`; write `out/judge.json`; return a summary."""
-    rule = TruncationRule.parse(rule)
+                rule: TruncationRule | str | Sequence[TruncationRule | str], out: str | Path,
+                seed: int = 0, oversample: int = 2, max_pairs: int | None = None) -> dict:
+    """Train a judge of `judge_type` on the pairs of `runs`; write `out/judge.json`; return a summary.
+
+    Several rules: the pairs of every (run, rule) are pooled, so one judge learns
+    prefixes of several lengths (the trainer sees `pairs.rule` = the first rule).
+    """
+    rules = _rules(rule)
     if judge_type not in TRAINERS:
         raise DPError(f"cannot train judge '{judge_type}' (trainable: {', '.join(sorted(TRAINERS))})")
     runs = list(runs)
     if not runs:
         raise DPError("no run to train on")
     with _open(cache_path, write=False) as cache:
-        pairs = _pairs(cache, runs, rule, max_pairs, seed, oversample)
+        sets = [build_pairs(cache, run, r, max_pairs, seed, oversample) for r in rules for run in runs]
+    pairs = sets[0] if len(sets) == 1 else PairSet.concat(sets)
+    truncate = [str(r) for r in rules]
     if pairs.n == 0 or len(np.unique(pairs.labels)) < 2:
-        raise DPError(f"run(s) {', '.join(runs)} have no pairs of both labels under {rule}; cannot train")
+        raise DPError(f"run(s) {', '.join(runs)} have no pairs of both labels under {', '.join(truncate)}; "
+                      "cannot train")
     meta = {
-        "trained_on": {"cache": str(cache_path), "runs": runs, "truncate": str(rule), "seed": seed,
+        "trained_on": {"cache": str(cache_path), "runs": runs, "truncate": truncate, "seed": seed,
                        "oversample_negative": oversample, "max_pairs_per_problem": max_pairs,
                        "pairs": pairs.n, "positive_rate": pairs.positive_rate},
         **stamp(),
@@ -110,7 +121,7 @@ def train_judge(cache_path: str | Path, runs: Sequence[str], judge_type: str,
     spec["train_metrics"] = {"auroc": metrics["auroc"], "tnr_at_fnr_0_2": metrics["tnr_at_fnr_0_2"]}
     spec_path.write_text(json.dumps(spec, indent=2) + "\n")
     return {"judge": judge.name, "type": judge_type, "out": str(out), "runs": runs,
-            "truncate": str(rule), "seed": seed, "pairs": pairs.n, "positive_rate": pairs.positive_rate,
+            "truncate": truncate, "seed": seed, "pairs": pairs.n, "positive_rate": pairs.positive_rate,
             "train_auroc": metrics["auroc"], "train_tnr_at_fnr_0_2": metrics["tnr_at_fnr_0_2"]}
 
 

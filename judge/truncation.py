@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
+
 from dp.errors import DPError
 
 # (reconstructed) Markers of a reasoning step. The first eight are the ones the paper

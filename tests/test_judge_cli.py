@@ -9,7 +9,6 @@ from click.testing import CliRunner
 from judge_helpers import make_cache, qwen_cache
 
 from dp.cli import cli
-from dp.errors import DPError
 
 
 @pytest.fixture(scope="module")
@@ -19,6 +18,13 @@ def cache_path(tmp_path_factory):
 
 def run(*args):
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=True)
+
+
+def failed(result, message: str) -> None:
+    """The command failed with exactly one line `error: ...` containing `message`."""
+    assert result.exit_code != 0
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert message in result.stderr
 
 
 def ok(*args):
@@ -71,19 +77,15 @@ def test_train_then_eval_uses_the_score_cache(cache_path, tmp_path):
 ])
 def test_eval_bad_input_is_one_line(cache_path, args, message):
     base = ["judge", "eval", "--cache", cache_path, "--run", "qwen"]
-    result = run(*base, *args)
-    assert result.exit_code != 0 and isinstance(result.exception, DPError)
-    assert message in str(result.exception) and "\n" not in str(result.exception)
+    failed(run(*base, *args), message)
 
 
 def test_run_without_both_labels(tmp_path):
     path = make_cache(tmp_path / "same.duckdb", "r", {"a": ["The answer is 1."] * 3})
-    result = run("judge", "eval", "--cache", path, "--run", "r", "--judge", "oracle")
-    assert isinstance(result.exception, DPError) and "no pairs of both labels" in str(result.exception)
-    result = run("judge", "train", "--cache", path, "--run", "r", "--out", tmp_path / "j")
-    assert isinstance(result.exception, DPError) and "no pairs of both labels" in str(result.exception)
+    failed(run("judge", "eval", "--cache", path, "--run", "r", "--judge", "oracle"), "no pairs of both labels")
+    failed(run("judge", "train", "--cache", path, "--run", "r", "--out", tmp_path / "j"), "no pairs of both labels")
 
 
 def test_missing_cache_is_not_created(tmp_path):
-    result = run("judge", "eval", "--cache", tmp_path / "none.duckdb", "--run", "r", "--judge", "oracle")
-    assert isinstance(result.exception, DPError) and not (tmp_path / "none.duckdb").exists()
+    failed(run("judge", "eval", "--cache", tmp_path / "none.duckdb", "--run", "r", "--judge", "oracle"), "no cache at")
+    assert not (tmp_path / "none.duckdb").exists()

@@ -12,7 +12,13 @@ from dp.cache import Cache
 from dp.errors import DPError
 from dp.judge import Prefix, load_judge
 from dp.judge.base import JUDGES
-from dp.judge.features import FEATURE_NAMES, FeaturesJudge, pair_features, train_features
+from dp.judge.features import (
+    FEATURE_NAMES,
+    INPUT_NAMES,
+    FeaturesJudge,
+    pair_features,
+    train_features,
+)
 from dp.judge.metrics import auroc
 from dp.judge.pairs import build_pairs, pair_labels
 from dp.judge.simple import pair_uniform
@@ -89,14 +95,16 @@ def test_features_judge_trains_saves_and_loads_as_json(real_pairs, tmp_path):
     assert auroc(s, real_pairs.labels) > 0.6
     judge.save(tmp_path)
     spec = json.loads((tmp_path / "judge.json").read_text())
-    assert spec["type"] == "features" and spec["feature_names"] == list(FEATURE_NAMES) and spec["note"] == "test"
+    assert spec["type"] == "features" and spec["input_names"] == list(INPUT_NAMES) and spec["note"] == "test"
+    signs = dict(zip(INPUT_NAMES, judge.coef))
+    assert signs["answers_differ"] <= 0 and min(v for k, v in signs.items() if k.endswith("jaccard")) >= 0
     again = load_judge(tmp_path)
     assert isinstance(again, FeaturesJudge) and again.name == judge.name and judge.name.startswith("features:")
     assert np.allclose(again.score(real_pairs.left, real_pairs.right), s)
 
 
 def test_features_file_of_other_features_is_refused(tmp_path):
-    spec = {"type": "features", "feature_version": 1, "feature_names": ["x"], "mean": [0], "scale": [1],
+    spec = {"type": "features", "feature_version": 1, "input_names": ["x"], "mean": [0], "scale": [1],
             "coef": [1], "intercept": 0}
     (tmp_path / "judge.json").write_text(json.dumps(spec))
     with pytest.raises(DPError, match="retrain"):
@@ -118,3 +126,15 @@ def test_embedding_judge(real_pairs):
     same = judge.score([P(1, "the answer is 12")], [P(2, "the answer is 12")])
     assert same[0] == pytest.approx(1.0, abs=1e-5)
     assert 0.3 < auroc(s, real_pairs.labels) < 1.0
+
+
+@pytest.mark.slow
+def test_default_judge_on_the_imported_traces(real_cache):
+    """The numbers of judge/default/README.md, on the real import (session fixture, ~1 min)."""
+    from dp.judge.train import evaluate_judge
+
+    res = evaluate_judge(real_cache, "qwen", "features", "tokens:100", store_scores=False)
+    assert res["pairs"] == 2800 and res["auroc"] == pytest.approx(0.729, abs=0.01)
+    assert evaluate_judge(real_cache, "qwen", "oracle", "words:25", store_scores=False)["auroc"] == 1.0
+    esc = evaluate_judge(real_cache, "esc", "features", "words:25", max_pairs=10, store_scores=False)
+    assert esc["pairs"] == 4990 and esc["auroc"] == pytest.approx(0.984, abs=0.01)

@@ -1,0 +1,98 @@
+"""Generation throughput: dp's VLLMEngine vs raw vLLM, and vLLM vs transformers.
+
+Run by hand (it starts a vLLM engine, ~20-90 s, and uses every core):
+
+    .venv/bin/python benchmarks/bench_generate.py [--problems 4 --n 8 --max-tokens 128]
+
+Rows: `dp generate_run` (VLLMEngine, a sink that does nothing) against
+`LLM.generate` on the very same requests (same prompts, seeds, log-probs), and
+without log-probs; then TransformersEngine on a few of the same traces. Prints
+a table with the machine and the settings. Stores nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+
+def machine() -> str:
+    model = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            model = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return f"{os.cpu_count()} cpus ({model}), load {load:.2f} at start"
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--problems", type=int, default=4)
+    ap.add_argument("--n", type=int, default=8)
+    ap.add_argument("--max-tokens", type=int, default=128)
+    ap.add_argument("--compile", action="store_true", help="let vLLM torch.compile (slower start)")
+    ap.add_argument("--dtype", default=None, help="vLLM dtype (default: float32 on the CPU)")
+    ap.add_argument("--tf-traces", type=int, default=4, help="traces for the transformers row (0: skip)")
+    ap.add_argument("--tf-threads", type=int, default=None)
+    args = ap.parse_args()
+
+    from dp.generate.engines import TransformersEngine, VLLMEngine
+    from dp.generate.runner import build_jobs, generate_run
+    from dp.generate.sampling import SamplingSpec
+    from dp.problems import load_dataset
+
+    problems = load_dataset("arith")[: args.problems]
+    spec = SamplingSpec(n=args.n, max_tokens=args.max_tokens, seed=0)
+    rows = []  # (what, traces, tokens, seconds)
+    where = machine()
+
+    engine, load_s = timed(lambda: VLLMEngine(args.model, enforce_eager=not args.compile, dtype=args.dtype))
+    settings = engine.settings()
+    warm = SamplingSpec(n=2, max_tokens=8, seed=99)
+    generate_run(engine, problems[:1], warm, set(), lambda r: None, progress=False)  # first-call costs
+
+    stats = generate_run(engine, problems, spec, set(), lambda r: None, progress=False, batch_traces=10**6)
+    rows.append(("dp generate_run (VLLMEngine)", stats["traces"], stats["tokens"], stats["seconds"]))
+
+    from vllm import SamplingParams
+
+    jobs = build_jobs(engine.tokenizer, problems, spec)
+    prompts, params = engine.requests(jobs, spec)
+    outs, dt = timed(lambda: engine.llm.generate(prompts, params, use_tqdm=False))
+    rows.append(("raw LLM.generate, same requests", len(outs), sum(len(o.outputs[0].token_ids) for o in outs), dt))
+    plain = [SamplingParams(temperature=spec.temperature, top_p=spec.top_p, max_tokens=spec.max_tokens,
+                            seed=j.seed) for j in jobs]
+    outs, dt = timed(lambda: engine.llm.generate(prompts, plain, use_tqdm=False))
+    rows.append(("raw LLM.generate, no log-probs", len(outs), sum(len(o.outputs[0].token_ids) for o in outs), dt))
+    engine.close()
+
+    if args.tf_traces:
+        tf, tf_load = timed(lambda: TransformersEngine(args.model, threads=args.tf_threads))
+        tf_jobs = jobs[:: max(1, len(jobs) // args.tf_traces)][: args.tf_traces]
+        recs, dt = timed(lambda: list(tf.generate(tf_jobs, spec)))
+        rows.append((f"TransformersEngine ({tf.settings()['threads']} threads)", len(recs),
+                     sum(r.n_tokens for r in recs), dt))
+
+    print(f"\nmachine: {where}; now load {os.getloadavg()[0]:.2f}")
+    print(f"model {args.model}; {len(problems)} arith problems x n={spec.n}, max_tokens={spec.max_tokens}, "
+          f"T={spec.temperature}, top_p={spec.top_p}, top-{spec.topk_logprobs} log-probs")
+    print(f"vLLM settings: {settings}; load {load_s:.1f} s"
+          + (f"; transformers load {tf_load:.1f} s" if args.tf_traces else ""))
+    print(f"\n{'what':<40} {'traces':>6} {'tokens':>7} {'seconds':>8} {'tok/s':>7}")
+    for what, n, tok, s in rows:
+        print(f"{what:<40} {n:>6} {tok:>7} {s:>8.2f} {tok / s:>7.1f}")
+
+
+if __name__ == "__main__":
+    main()
