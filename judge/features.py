@@ -5,15 +5,16 @@ Jaccard, Jaccard of the words near each prefix's end, whether answers are alread
 stated in the prefixes (`dp.answers.extract_answer`, compared after `normalize`) and
 agree, whether the last numbers agree or appear in the other prefix, length ratio,
 mean length, shared-prefix ratio, and the cosine of hashed character 3-gram counts.
-No neural model: it scores ~10^4 pairs a second on one core.
+No neural model: ~3,000 pairs/s when most pairs bring new 400-token prefixes, ~27,000/s on
+the dense pairs of one question (ESC), on this 2-core machine.
 
 The model (`INPUT_NAMES`) keeps two copies of every similarity feature: one active
 when both prefixes already state an answer (`A_...`), one when they do not (`N_...`),
 because text similarity means something else once the answers are visible. Weights
 of similarity features are constrained to be >= 0 (more alike never means less
-likely the same answer) and of `answers_differ` to be <= 0 (`SIGNS`). Without this,
-a judge trained on one model's traces ranked another model's truncated pairs worse
-than chance (see judge/default/README.md).
+likely the same answer) and of `answers_differ` to be <= 0 (`SIGNS`). Of the four
+variants tried (plain/split features x free/constrained signs) this one generalised
+best from one model's traces to another's (judge/default/README.md).
 
 A trained judge is a JSON file (feature names, scaler mean/scale, coefficients,
 intercept, training settings), never a pickle. `FeaturesJudge.create()` loads the
