@@ -173,6 +173,12 @@ class Cache:
              st["dp_version"], st["git_hash"], st["created_at"], json.dumps(info.settings)],
         )
 
+    def update_run_settings(self, run: str, settings: dict) -> None:
+        """Replace the settings JSON of a run (e.g. a live run's measured results)."""
+        self._need_write()
+        self.run_info(run)
+        self.con.execute("UPDATE runs SET settings = ? WHERE run = ?", [json.dumps(settings), run])
+
     def delete_run(self, run: str) -> None:
         self._need_write()
         with self.transaction():

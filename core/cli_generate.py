@@ -53,10 +53,12 @@ def load_problems(dataset: str | None, data: str | None, limit: int | None, seed
 @click.option("--store-topk", is_flag=True, help="Also store the top-k alternatives of every token (large).")
 @click.option("--enforce-eager", is_flag=True, help="vLLM: skip torch.compile (loads ~4x faster, decodes ~15% slower).")
 @click.option("--replace", is_flag=True, help="Delete an existing run of this name first.")
+@click.option("--batch", "batch_traces", default=64, show_default=True, type=int,
+              help="Traces per engine batch and per cache transaction (a kill loses at most one batch).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @json_option
 def generate_cmd(cache_path, model, dataset, data, n, max_tokens, temperature, top_p, seed, run, limit,
-                 engine_kind, shard, store_topk, enforce_eager, replace, no_progress, as_json):
+                 engine_kind, shard, store_topk, enforce_eager, replace, batch_traces, no_progress, as_json):
     """Sample traces into the cache. With no options: the embedded default run
     (12 arithmetic problems x 16 traces on SmolLM2-135M). Running the same command
     again finishes what is missing and never duplicates a trace."""
@@ -94,7 +96,8 @@ def generate_cmd(cache_path, model, dataset, data, n, max_tokens, temperature, t
                 cache.add_problems(run, problems)
             done = cache.done_keys(run)
             stats = generate_run(engine, problems, spec, done, lambda recs: cache.write_traces(run, recs),
-                                 shard=shard_t, progress=not no_progress)
+                                 shard=shard_t, progress=not no_progress,
+                                 batch_traces=batch_traces)
         finally:
             close = getattr(engine, "close", None)
             if close:

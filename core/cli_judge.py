@@ -6,6 +6,8 @@ Heavy imports (scikit-learn, torch) happen inside the library, on use.
 
 from __future__ import annotations
 
+import json
+
 import click
 
 from dp.cli_options import (
@@ -33,6 +35,20 @@ def oversample_option(default: int):
 
 def _rows(summary: dict, keys: list[str]) -> None:
     print_table([{"key": k, "value": summary.get(k)} for k in keys if k in summary], ["key", "value"])
+
+
+def _settings(pairs: tuple[str, ...]) -> dict:
+    """{key: value} from KEY=VALUE strings; a value is JSON (3, 0.5, true, null) or else a string."""
+    out: dict = {}
+    for item in pairs:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--set")
+        try:
+            out[key.strip()] = json.loads(value)
+        except ValueError:
+            out[key.strip()] = value
+    return out
 
 
 @click.group("judge")
@@ -71,12 +87,20 @@ def pairs_cmd(cache_path, run, truncate, max_pairs, seed, oversample, out, as_js
 @seed_option
 @oversample_option(default=2)
 @max_pairs_option
+@click.option("--steps", type=click.IntRange(min=1), default=None,
+              help="Optimiser steps (neural judges; same as --set steps=N).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="A trainer setting, e.g. --set focal_gamma=2 --set model=DIR (repeatable; "
+                   "values parse as JSON where they can).")
 @json_option
-def train_cmd(cache_path, runs, judge_type, truncate, out, seed, oversample, max_pairs, as_json):
+def train_cmd(cache_path, runs, judge_type, truncate, out, seed, oversample, max_pairs, steps, sets, as_json):
     """Train a judge on the pairs of one or more runs; writes OUT/judge.json."""
     from dp.judge.train import train_judge
 
-    summary = train_judge(cache_path, runs, judge_type, truncate, out, seed, oversample, max_pairs)
+    settings = _settings(sets)
+    if steps is not None:
+        settings["steps"] = steps
+    summary = train_judge(cache_path, runs, judge_type, truncate, out, seed, oversample, max_pairs, settings)
     if as_json:
         emit_json(summary)
     else:

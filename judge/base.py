@@ -58,6 +58,8 @@ JUDGES: dict[str, str] = {
     "jaccard": "dp.judge.simple:JaccardJudge",
     "embedding": "dp.judge.embedding:EmbeddingJudge",
     "features": "dp.judge.features:FeaturesJudge",
+    "cross-encoder": "dp.judge.cross_encoder:CrossEncoderJudge",
+    "llm": "dp.judge.llm:LLMJudge",
 }
 
 

@@ -1,7 +1,8 @@
 """The library behind `dp judge pairs|train|eval`: build pairs, train a judge, evaluate one.
 
 Trainers are a registry, `TRAINERS`: judge type -> "module:function" with the signature
-`trainer(pairs: PairSet, out: Path, seed: int, meta: dict) -> Judge`; the trainer writes
+`trainer(pairs: PairSet, out: Path, seed: int, meta: dict, **settings) -> Judge` (a trainer
+without `**settings` takes none); the trainer writes
 `out/judge.json` (with {"type": ...} and `meta`) plus whatever weights it needs, and the
 saved directory must load back with `load_judge(out)`. `train_judge` then adds the
 training AUROC to judge.json. Other modules add trainers with `register_trainer`
@@ -14,6 +15,7 @@ Nothing here parses flags or prints.
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +33,8 @@ from dp.provenance import stamp
 
 TRAINERS: dict[str, str] = {
     "features": "dp.judge.train:train_features_judge",
+    "cross-encoder": "dp.judge.cross_encoder:trainer",
+    "llm": "dp.judge.llm:trainer",
 }
 
 
@@ -85,8 +89,11 @@ def _unique_pairs(pairs: PairSet) -> np.ndarray:
 
 def train_judge(cache_path: str | Path, runs: Sequence[str], judge_type: str,
                 rule: TruncationRule | str | Sequence[TruncationRule | str], out: str | Path,
-                seed: int = 0, oversample: int = 2, max_pairs: int | None = None) -> dict:
+                seed: int = 0, oversample: int = 2, max_pairs: int | None = None,
+                settings: dict | None = None) -> dict:
     """Train a judge of `judge_type` on the pairs of `runs`; write `out/judge.json`; return a summary.
+
+    `settings`: keyword arguments for the trainer (e.g. {"steps": 300} for the neural judges).
 
     Several rules: the pairs of every (run, rule) are pooled, so one judge learns
     prefixes of several lengths (the trainer sees `pairs.rule` = the first rule).
@@ -112,7 +119,11 @@ def train_judge(cache_path: str | Path, runs: Sequence[str], judge_type: str,
     }
     module, attr = TRAINERS[judge_type].split(":")
     out = Path(out)
-    judge = getattr(importlib.import_module(module), attr)(pairs, out, seed, meta)
+    fit = getattr(importlib.import_module(module), attr)
+    settings = dict(settings or {})
+    if settings and not any(p.kind is p.VAR_KEYWORD for p in inspect.signature(fit).parameters.values()):
+        raise DPError(f"judge type '{judge_type}' takes no training settings (got {', '.join(sorted(settings))})")
+    judge = fit(pairs, out, seed, meta, **settings)
     keep = _unique_pairs(pairs)
     scores = judge.score([pairs.left[i] for i in keep], [pairs.right[i] for i in keep])
     metrics = judge_metrics(scores, pairs.labels[keep])

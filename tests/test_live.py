@@ -1,0 +1,49 @@
+"""`dp live --compare` on the embedded model (slow): the live runner's pruning decisions
+match the simulator's wherever the live continuations equal the cached ones."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from dp.cache.store import Cache
+
+DP = [sys.executable, "-m", "dp.cli"]
+
+
+@pytest.mark.slow
+def test_live_compare_matches_simulator(tmp_path):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cache = tmp_path / "c.duckdb"
+    gen = [*DP, "generate", "--cache", str(cache), "--limit", "3", "--n", "8", "--max-tokens", "48",
+           "--seed", "3", "--enforce-eager", "--no-progress"]
+    r = subprocess.run(gen, capture_output=True, text=True, env=env, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    live = [*DP, "live", "--cache", str(cache), "--run", "default", "--policy", "deepprune", "--tau", "0.5",
+            "--K2", "3", "--truncate", "tokens:8", "--judge", "jaccard", "--mode", "keep", "--compare", "--json"]
+    r = subprocess.run(live, capture_output=True, text=True, env=env, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout)
+    for key in ("live_tokens", "simulated_tokens", "decisions_matched", "decisions_total", "live_seconds",
+                "full_generation_seconds"):
+        assert key in out
+    assert out["decisions_total"] == 24
+    identical = [p for p in out["simulated_per_problem"].values() if p["prefixes_identical"]]
+    assert identical, "no problem had live prefixes identical to the cached ones"
+    for p in identical:
+        assert p["decisions_matched"] == 8
+    assert out["live_tokens"] < out["reference_tokens"]
+    with Cache(cache) as c:
+        rows = c.con.execute("SELECT decision, count(*) FROM live_traces GROUP BY decision").fetchall()
+        assert dict(rows)["finish"] <= 3 * 3
+        assert c.run_info("default-live-deepprune-keep")["source"] == "live"
+    # resume mode: pruned traces stop at their prefix, kept ones are resumed
+    r = subprocess.run([*live[:-3], "--mode", "resume", "--json"], capture_output=True, text=True, env=env,
+                       timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(r.stdout)
+    assert res["live_tokens"] <= out["live_tokens"]
