@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 
 demo: setup
 	$(DP) generate --cache $(CACHE)
-	$(DP) simulate --cache $(CACHE) --tau 0.5 --policy deepprune --policy deepprune-oracle --policy cons --policy esc --policy deepconf-low
+	$(DP) simulate --cache $(CACHE) --tau 0.5 --truncate tokens:8 --orders 50 --policy deepprune --policy deepprune-oracle --policy cons --policy esc --policy adaptive --policy random --policy deepconf-high
 
 lint: setup
 	$(VENV)/bin/ruff check .

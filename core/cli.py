@@ -20,6 +20,20 @@ from dp.errors import DPError
 class DPGroup(click.Group):
     """A click group that turns every error into one line on stderr and an exit code."""
 
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.Abort:
+            click.echo("error: interrupted", err=True)
+            raise SystemExit(130) from None
+        except click.ClickException as e:  # usage errors: one line, with where to look
+            hint = f" (see '{e.ctx.command_path} --help')" if getattr(e, "ctx", None) else ""
+            click.echo(f"error: {e.format_message()}{hint}", err=True)
+            raise SystemExit(e.exit_code) from None
+        raise SystemExit(rv if isinstance(rv, int) else 0)
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)

@@ -86,6 +86,16 @@ def generate_cmd(cache_path, model, dataset, data, n, max_tokens, temperature, t
     with Cache(cache_path, write=True) as cache:
         if cache.has_run(run) and not replace:
             cache.create_run(info, resume=True)  # raises if the settings differ; writes nothing
+        from dp.generate.runner import shard_problems
+
+        done = cache.done_keys(run)
+        missing = sum((p.problem_id, i) not in done for p in shard_problems(problems, shard_t) for i in range(n))
+        if missing == 0 and cache.has_run(run):  # nothing to do: no engine start
+            total = cache.con.execute("SELECT count(*) FROM traces WHERE run = ?", [run]).fetchall()[0][0]
+            out = {"run": run, "cache": cache_path, "traces": 0, "tokens": 0, "skipped": len(done),
+                   "run_traces": total, **stamp()}
+            emit_json(out) if as_json else click.echo(f"run '{run}': nothing to generate ({total} traces there)")
+            return
         kw = {"enforce_eager": enforce_eager} if engine_kind == "vllm" else {}
         engine = make_engine(engine_kind, model, **kw)
         try:

@@ -51,7 +51,8 @@ def pick_run(cache, run: str | None) -> str:
 @click.option("--accounting", default=None, type=click.Choice(["paper", "concurrent"]),
               help="Token accounting for prefix policies (paper).")
 @click.option("--keep", type=int, default=None, help="random: traces finished per problem (20).")
-@click.option("--window", type=int, default=None, help="esc: window size (5); deepconf: group window (2048).")
+@click.option("--window", type=int, default=None, help="esc: window size (5).")
+@click.option("--conf-window", type=int, default=None, help="deepconf: tokens per confidence group (2048).")
 @click.option("--warmup", type=int, default=None, help="deepconf: warm-up traces (16).")
 @truncate_option
 @click.option("--orders", default=50, show_default=True, type=int, help="Seeded arrival orders per problem.")
@@ -63,14 +64,14 @@ def pick_run(cache, run: str | None) -> str:
 @seed_option
 @json_option
 def simulate_cmd(cache_path, run, policies, judge, tau, K, K1, K2, K3, final, when_full, accounting,
-                 keep, window, warmup, truncate, orders, order_kind, sweep, limit, no_store, seed, as_json):
+                 keep, window, conf_window, warmup, truncate, orders, order_kind, sweep, limit, no_store, seed, as_json):
     """Replay pruning policies on cached traces: tokens, token reduction, accuracy, pass rate."""
     from dp.cache.store import Cache
     from dp.provenance import stamp
     from dp.simulate.sweep import SimSettings, simulate
 
     params = {"tau": tau, "K": K, "K1": K1, "K2": K2, "K3": K3, "final": final, "when_full": when_full,
-              "accounting": accounting, "keep": keep, "window": window, "warmup": warmup}
+              "accounting": accounting, "keep": keep, "window": window, "conf_window": conf_window, "warmup": warmup}
     with Cache(cache_path, write=not no_store) as cache:
         name = pick_run(cache, run)
         settings = SimSettings(
@@ -89,7 +90,7 @@ def simulate_cmd(cache_path, run, policies, judge, tau, K, K1, K2, K3, final, wh
     table = []
     for r in results:
         p = r.params
-        setting = " ".join(f"{k}={v}" for k, v in p.items() if k in ("tau", "accounting", "keep", "window", "percentile")
+        setting = " ".join(f"{k}={v}" for k, v in p.items() if k in ("tau", "accounting", "keep", "window", "conf_window", "percentile")
                            or (k in {x.split('=')[0] for x in sweep}))
         table.append({"policy": r.policy, "settings": setting, "tokens": f"{r.tokens:.0f}",
                       "token_reduction": f"{100 * r.token_reduction:.1f}%", "accuracy": r.accuracy,

@@ -65,8 +65,8 @@ def load_dataset(name: str, limit: int | None = None) -> list[Problem]:
     """The problems of a named dataset (see `DATASETS`), the first `limit` of them if given."""
     if name not in DATASETS:
         raise DPError(f"unknown dataset '{name}'; known: {', '.join(sorted(DATASETS))}")
-    if name == "arith":
-        return _limited(embedded_problems(), limit)
+    if name == "arith":  # 12 by default; --limit K gives the first K of the same sequence
+        return embedded_problems(n=limit) if limit and limit > 12 else _limited(embedded_problems(), limit)
     files, years = _SHARED[name]
     base = shared_data_dir()
     if base is None:

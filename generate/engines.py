@@ -61,6 +61,14 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0] if lines else ''}"
 
 
+def vllm_env(kv_cache_gib: float) -> None:
+    """Environment for vLLM, set before it is imported: KV cache size on the CPU, and its
+    log (warnings only) on stderr so that stdout stays clean for --json."""
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{kv_cache_gib:g}")
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
+
+
 class _Base:
     def __init__(self, model: str):
         self.model_name = str(model)
@@ -102,7 +110,7 @@ class VLLMEngine(_Base):
         kv_cache_gib: float = 2, **engine_kwargs,
     ):
         super().__init__(model)
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{kv_cache_gib:g}")
+        vllm_env(kv_cache_gib)
         import vllm
         from vllm.platforms import current_platform
 

@@ -9,14 +9,13 @@ Records are built by the same `build_record` as offline generation.
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from dp.errors import DPError
-from dp.generate.engines import _Base, _one_line
+from dp.generate.engines import _Base, _one_line, vllm_env
 from dp.generate.records import build_record
 from dp.generate.sampling import SamplingSpec, to_vllm
 from dp.types import FinishReason, TraceRecord
@@ -45,7 +44,7 @@ class StreamEngine(_Base):
                  max_num_seqs: int = 64, max_prompt_tokens: int = 512, max_model_len: int = 4096,
                  kv_cache_gib: float = 2):
         super().__init__(model)
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{kv_cache_gib:g}")
+        vllm_env(kv_cache_gib)
         import vllm
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.platforms import current_platform
@@ -114,7 +113,11 @@ class StreamEngine(_Base):
         )
 
     def close(self) -> None:
-        try:
-            self.engine.shutdown()
-        except Exception:  # noqa: BLE001 - best effort at exit
-            pass
+        """Shut the engine core down now (not at interpreter exit, when vLLM's __del__ fails)."""
+        engine = self.__dict__.pop("engine", None)
+        if engine is not None:
+            try:
+                engine.shutdown()
+            except Exception:  # noqa: BLE001 - best effort
+                pass
+            del engine

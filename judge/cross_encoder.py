@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,7 +31,14 @@ import numpy as np
 
 from dp.errors import DPError
 from dp.judge.base import JUDGE_FILE, Prefix, read_judge_file
-from dp.judge.losses import LoopSettings, seed_torch, settings_from, torch_device, train_loop
+from dp.judge.losses import (
+    LoopSettings,
+    quiet_loading,
+    seed_torch,
+    settings_from,
+    torch_device,
+    train_loop,
+)
 
 WEIGHTS_FILE = "model.safetensors"
 
@@ -82,22 +88,17 @@ def fit_pair(a: list[int], b: list[int], budget: int, keep: str) -> tuple[list[i
     return a[:na], b[:nb]
 
 
-def _offline() -> None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-
 class CrossEncoderJudge:
     """sigmoid(encoder("[CLS] a [SEP] b [SEP]")), averaged over both orders."""
 
     cacheable = True
 
-    def __init__(self, model, tokenizer, settings: CrossEncoderSettings, digest: str, meta: dict | None = None):
+    def __init__(self, model, tokenizer, settings: CrossEncoderSettings, meta: dict | None = None):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.settings = settings
         self.meta = dict(meta or {})
-        self.name = f"cross-encoder:{digest}"
+        self.name = f"cross-encoder:{weights_digest(model)}"
         self.device = next(model.parameters()).device
         self.last_prompt_tokens = np.zeros(0, dtype=np.int64)  # (n_pairs,) word pieces read per pair, last call
         self.prompt_tokens_total = 0  # word pieces read since creation
@@ -171,7 +172,6 @@ class CrossEncoderJudge:
         out.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(str(out), safe_serialization=True)
         self.tokenizer.save_pretrained(str(out))
-        self.name = f"cross-encoder:{weights_digest(out)}"
         spec = {"type": "cross-encoder", "name": self.name, "settings": dataclasses.asdict(self.settings),
                 **{k: v for k, v in self.meta.items() if k not in ("type", "name", "settings")}}
         path = out / JUDGE_FILE
@@ -190,7 +190,7 @@ class CrossEncoderJudge:
         settings = settings_from(CrossEncoderSettings, {**spec.get("settings", {}), "device": None})
         model, tok = _load_encoder(str(directory), settings)
         meta = {k: v for k, v in spec.items() if k not in ("type", "name", "settings")}
-        return cls(model, tok, settings, weights_digest(directory), meta)
+        return cls(model, tok, settings, meta)
 
     @classmethod
     def create(cls, seed: int = 0) -> CrossEncoderJudge:
@@ -198,30 +198,25 @@ class CrossEncoderJudge:
                       "`dp judge train --judge cross-encoder --out DIR` and pass DIR as the judge")
 
 
-def weights_digest(directory: Path) -> str:
-    """8 hex digits of the saved weights (the judge-score cache key)."""
+def weights_digest(model) -> str:
+    """8 hex digits of the model's parameters and buffers (the judge-score cache key)."""
     h = hashlib.blake2b(digest_size=4)
-    with open(Path(directory) / WEIGHTS_FILE, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
+    for key, tensor in sorted(model.state_dict().items()):
+        h.update(key.encode())
+        h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
 
 
 def _load_encoder(path: str, settings: CrossEncoderSettings):
-    _offline()
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # "newly initialised head" is expected before training
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=torch.float32)
-        tok = AutoTokenizer.from_pretrained(path)
+        with quiet_loading():  # "newly initialised head" is expected before training
+            model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=torch.float32)
+            tok = AutoTokenizer.from_pretrained(path)
     except OSError as e:
         raise DPError(f"cannot load an encoder from {path}: {e}") from None
-    finally:
-        hf_logging.set_verbosity(verbosity)
     return model.to(torch_device(settings.device)), tok
 
 
@@ -239,7 +234,7 @@ def train_cross_encoder(left: Sequence[Prefix], right: Sequence[Prefix], labels:
         raise DPError("cannot train a judge: pairs of both labels needed")
     seed_torch(seed, "cross-encoder")  # the new head's initialisation and dropout
     model, tok = _load_encoder(settings.model or minilm_path(), settings)
-    judge = CrossEncoderJudge(model, tok, settings, "untrained", meta)
+    judge = CrossEncoderJudge(model, tok, settings, meta)
     index: dict[str, int] = {}
     for p in (*left, *right):
         index.setdefault(p.text, len(index))
@@ -253,6 +248,7 @@ def train_cross_encoder(left: Sequence[Prefix], right: Sequence[Prefix], labels:
 
     summary = train_loop(model, batch_logits, y, settings, seed, "cross-encoder")
     judge.meta = {**judge.meta, "seed": seed, "training": summary}
+    judge.name = f"cross-encoder:{weights_digest(model)}"
     if out is not None:
         judge.save(out)
     return judge

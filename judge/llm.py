@@ -28,7 +28,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -36,7 +35,14 @@ import numpy as np
 
 from dp.errors import DPError
 from dp.judge.base import JUDGE_FILE, Prefix, read_judge_file
-from dp.judge.losses import LoopSettings, seed_torch, settings_from, torch_device, train_loop
+from dp.judge.losses import (
+    LoopSettings,
+    quiet_loading,
+    seed_torch,
+    settings_from,
+    torch_device,
+    train_loop,
+)
 from dp.models import DEFAULT_MODEL, resolve_model
 
 QUESTION = "Will these two reasoning traces reach the same final answer? Answer yes or no."
@@ -76,16 +82,15 @@ def _digest(obj) -> str:
 
 
 def _load_lm(path: Path, s: LLMSettings):
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = torch_device(s.device)
     dtype = getattr(torch, s.dtype or ("bfloat16" if device.startswith("cuda") else "float32"))
     try:
-        tok = AutoTokenizer.from_pretrained(str(path))
-        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
+        with quiet_loading():
+            tok = AutoTokenizer.from_pretrained(str(path))
+            model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
     except OSError as e:
         raise DPError(f"cannot load a causal LM from {path}: {e}") from None
     if not getattr(tok, "chat_template", None):
@@ -104,6 +109,7 @@ class LLMJudge:
         self.meta = dict(meta or {})
         self.weights = weights  # "." when the directory holds fine-tuned weights, else None
         self.device = next(model.parameters()).device
+        self.dtype = next(model.parameters()).dtype
         self.label_ids: dict[int, list[int]] = {}
         for label, words in LABEL_WORDS.items():
             ids = [tokenizer.encode(w, add_special_tokens=False) for w in words]
@@ -118,7 +124,7 @@ class LLMJudge:
     def _name(self) -> str:
         s = self.settings
         scoring = {"model": s.model, "prompt": PROMPT, "labels": LABEL_WORDS, "max_trace_tokens": s.max_trace_tokens,
-                   "keep": s.keep, "symmetric": s.symmetric}
+                   "keep": s.keep, "symmetric": s.symmetric, "dtype": str(self.dtype).removeprefix("torch.")}
         if self.weights is None:
             return f"llm:{Path(s.model).name}:{_digest(scoring)}"
         trained = {k: self.meta.get(k) for k in ("created_at", "git_hash", "training", "seed")}

@@ -8,14 +8,17 @@ cross-entropy. Oversampling of the "different" class is done before, in the pair
 
 Also here, shared by both trainers: `LoopSettings` (the optimiser knobs, validated
 once), `train_loop` (AdamW, linear warm-up then decay, gradient clipping, seeded
-batches and side swaps) and `torch_device` (cuda when present). Nothing here knows
+batches and side swaps), `torch_device` (cuda when present) and `quiet_loading`
+(offline, no progress bars or "newly initialised head" notices while loading). Nothing here knows
 a model's architecture or a tokenizer: a judge hands `train_loop` a function that
 turns row indices into logits. torch is imported on use.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import time
 from dataclasses import dataclass
 
@@ -109,6 +112,24 @@ def torch_device(device: str | None = None) -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@contextlib.contextmanager
+def quiet_loading():
+    """Load transformers models offline (HF_HUB_OFFLINE) without progress bars or info notices."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def seed_torch(seed: int, what: str) -> None:

@@ -26,11 +26,11 @@ from dp.simulate.policy import Plan
 class DeepConfParams:
     warmup: int = 16  # traces that calibrate the threshold
     percentile: float = 90.0  # threshold percentile of warm-up scores (90 = low, 10 = high)
-    window: int = DEFAULT_WINDOW  # tokens per group
+    conf_window: int = DEFAULT_WINDOW  # tokens per group
 
     def __post_init__(self):
-        if self.warmup < 1 or self.window < 1:
-            raise DPError("warmup and window must be >= 1")
+        if self.warmup < 1 or self.conf_window < 1:
+            raise DPError("warmup and conf_window must be >= 1")
         if not 0 <= self.percentile <= 100:
             raise DPError(f"percentile must be in [0, 100], got {self.percentile}")
 
@@ -54,7 +54,7 @@ class DeepConf:
         if ctx.confidence is None:
             raise DPError("DeepConf needs token confidences; this run has none (imported text?)")
         p = self.params
-        profiles = ctx.memo(("deepconf", p.window), lambda: [_profile(c, p.window) for c in ctx.confidence])
+        profiles = ctx.memo(("deepconf", p.conf_window), lambda: [_profile(c, p.conf_window) for c in ctx.confidence])
         score = np.array([m[-1] if m.size else np.nan for _, m in profiles])  # lowest group confidence
         R, N = orders.shape
         warm = orders[:, : min(p.warmup, N)]

@@ -60,34 +60,41 @@ def run_live(cache: Cache, s: LiveSettings, progress: bool = True) -> dict:
     problems = cache.load_run(s.reference_run)[: s.limit]
     if cache.has_run(s.live_run) and not s.replace:
         raise DPError(f"run '{s.live_run}' already exists; use --replace or another --live-run")
-    engine = StreamEngine(ref["model"])
-    lives, full_seconds, full_tokens = [], 0.0, 0
+    lives, timing = [], {"full_seconds": 0.0, "full_tokens": 0}
     t_start = time.perf_counter()
-    try:
-        with cache.transaction():
-            cache.create_run(RunInfo(
-                run=s.live_run, model=ref["model"], engine=engine.name, tokenizer=ref["tokenizer"], source="live",
-                dataset=ref["dataset"], n=ref["n"], seed=ref["seed"], sampling=ref["sampling"],
-                prompt_template=ref["prompt_template"],
-                settings={"reference_run": s.reference_run, **dataclasses.asdict(s), "engine": engine.settings()},
-            ), replace=s.replace)
-            cache.add_problems(s.live_run, [p.problem for p in problems])
-        for i, pt in enumerate(problems):
-            seeds = [int(x) for x in pt.seeds]
-            live = asyncio.run(run_problem(engine, policy, judge, rule, pt.problem, seeds, spec, s.mode, s.seed))
-            _store(cache, s.live_run, live)
-            lives.append(live)
-            if progress:
-                print(f"[{i + 1}/{len(problems)}] {pt.problem.problem_id}: kept {int(live.finished.sum())}/{pt.n}, "
-                      f"{int(live.tokens.sum())} tokens, {live.seconds:.1f} s", flush=True)
-        if s.compare:
-            for pt in problems:
-                full = asyncio.run(run_problem(engine, Consensus(), None, rule, pt.problem,
-                                               [int(x) for x in pt.seeds], spec, "keep", s.seed))
-                full_seconds += full.seconds
-                full_tokens += int(full.tokens.sum())
-    finally:
-        engine.close()
+
+    async def session() -> None:
+        # one event loop for the whole session: AsyncLLM's output handler lives in it
+        engine = StreamEngine(ref["model"])
+        try:
+            with cache.transaction():
+                cache.create_run(RunInfo(
+                    run=s.live_run, model=ref["model"], engine=engine.name, tokenizer=ref["tokenizer"],
+                    source="live", dataset=ref["dataset"], n=ref["n"], seed=ref["seed"], sampling=ref["sampling"],
+                    prompt_template=ref["prompt_template"],
+                    settings={"reference_run": s.reference_run, **dataclasses.asdict(s),
+                              "engine": engine.settings()},
+                ), replace=s.replace)
+                cache.add_problems(s.live_run, [p.problem for p in problems])
+            for i, pt in enumerate(problems):
+                live = await run_problem(engine, policy, judge, rule, pt.problem, [int(x) for x in pt.seeds],
+                                         spec, s.mode, s.seed)
+                _store(cache, s.live_run, live)
+                lives.append(live)
+                if progress:
+                    print(f"[{i + 1}/{len(problems)}] {pt.problem.problem_id}: kept {int(live.finished.sum())}/"
+                          f"{pt.n}, {int(live.tokens.sum())} tokens, {live.seconds:.1f} s", flush=True)
+            if s.compare:  # the same traces generated in full, for the wall-time comparison
+                for pt in problems:
+                    full = await run_problem(engine, Consensus(), None, rule, pt.problem,
+                                             [int(x) for x in pt.seeds], spec, "keep", s.seed)
+                    timing["full_seconds"] += full.seconds
+                    timing["full_tokens"] += int(full.tokens.sum())
+        finally:
+            engine.close()
+
+    asyncio.run(session())
+    full_seconds, full_tokens = timing["full_seconds"], timing["full_tokens"]
     out = {
         "live_run": s.live_run, "reference_run": s.reference_run, "policy": s.policy, "mode": s.mode,
         "accounting": accounting, "problems": len(lives), "n": int(ref["n"]),

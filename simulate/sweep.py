@@ -24,7 +24,7 @@ from dp.simulate.context import build_contexts
 from dp.simulate.registry import POLICIES, make_policy
 from dp.simulate.replay import PolicyResult, replay, with_judge
 
-INT_PARAMS = {"K", "K1", "K2", "K3", "keep", "window", "warmup"}
+INT_PARAMS = {"K", "K1", "K2", "K3", "keep", "window", "conf_window", "warmup"}
 
 
 def parse_sweep(spec: str) -> tuple[str, list]:

@@ -42,7 +42,7 @@ def test_live_compare_matches_simulator(tmp_path):
         assert dict(rows)["finish"] <= 3 * 3
         assert c.run_info("default-live-deepprune-keep")["source"] == "live"
     # resume mode: pruned traces stop at their prefix, kept ones are resumed
-    r = subprocess.run([*live[:-3], "--mode", "resume", "--json"], capture_output=True, text=True, env=env,
+    r = subprocess.run([*live[:-4], "--mode", "resume", "--json"], capture_output=True, text=True, env=env,
                        timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(r.stdout)

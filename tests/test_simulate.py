@@ -133,7 +133,7 @@ def test_deepconf_threshold_stop_and_weights():
     conf = [np.array([1.0, 1.0, 1.0]), np.array([3.0, 3.0, 3.0]),
             np.array([2.0, 1.0, 3.0, 3.0]), np.array([3.0, 2.0, 5.0])]
     ctx = ctx_of([0, 1, 1, 0], lengths=[3, 3, 4, 3], confidence=conf)
-    plan = DeepConf(warmup=2, percentile=50.0, window=2).plan(ctx, np.arange(4)[None, :], RNG)
+    plan = DeepConf(warmup=2, percentile=50.0, conf_window=2).plan(ctx, np.arange(4)[None, :], RNG)
     # threshold = median(1.0, 3.0) = 2.0; trace 2's first window mean is 1.5 < 2: stops after token 2
     assert plan.stop_at[0].tolist() == [3, 3, 2, 3]
     assert plan.voters[0].tolist() == [False, True, False, True]
