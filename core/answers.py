@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from fractions import Fraction
 
 import numpy as np
+
 from dp.seeds import derive
 from dp.types import AnswerKind
 

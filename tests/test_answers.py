@@ -2,10 +2,11 @@
 
 import numpy as np
 import pytest
-from dp.answers import equivalent, extract_answer, group_answers, is_correct, majority, normalize
-from dp.types import AnswerKind
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from dp.answers import equivalent, extract_answer, group_answers, is_correct, majority, normalize
+from dp.types import AnswerKind
 
 E, N, C, S = AnswerKind.EXPRESSION, AnswerKind.NUMBER, AnswerKind.CHOICE, AnswerKind.STRING
 

@@ -29,7 +29,7 @@ def _tokens(path: Path, run: str = "default") -> dict:
     with Cache(path) as c:
         out = {}
         for p in c.load_run(run):
-            for tid, idx, ids in zip(p.trace_ids, p.index, c.token_arrays(p.trace_ids, "token_id")):
+            for _tid, idx, ids in zip(p.trace_ids, p.index, c.token_arrays(p.trace_ids, "token_id")):
                 out[(p.problem.problem_id, int(idx))] = ids.tolist()
         return out
 

@@ -4,6 +4,7 @@ import csv
 import json
 
 import pytest
+
 from dp.errors import DPError
 from dp.problems import DATASETS, embedded_problems, load_dataset, load_file, shared_data_dir
 from dp.types import AnswerKind
