@@ -102,7 +102,7 @@ def load_file(
     dataset = dataset or path.stem
     if fmt == "gpqa" or (fmt == "auto" and path.suffix.lower() == ".csv"):
         return _limited(_load_gpqa(path, dataset, seed), limit)
-    rows = _read_jsonl(path)
+    rows = read_jsonl(path)
     if not rows:
         raise DPError(f"{path}: no problems in file")
     if fmt == "auto":
@@ -120,7 +120,7 @@ def _limited(problems: list[Problem], limit: int | None) -> list[Problem]:
     return problems[:limit]
 
 
-def _read_jsonl(path: Path) -> list[tuple[int, dict]]:
+def read_jsonl(path: Path) -> list[tuple[int, dict]]:
     """(line number, object) for each non-blank line; a bad line is a DPError naming it."""
     rows = []
     with path.open(encoding="utf-8") as f:

@@ -13,14 +13,13 @@ the cache: the CLI hands the records to `dp.cache`.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from dp.errors import DPError
+from dp.problems import read_jsonl
 from dp.types import AnswerKind, FinishReason, Problem, TraceRecord
 
 FORMATS = ("generic", "esc", "qwen-math")
@@ -43,20 +42,10 @@ class FileMeta:
     dataset: str
 
 
-def _lines(path: Path) -> Iterator[tuple[int, dict]]:
+def _lines(path: Path) -> list[tuple[int, dict]]:
     if not path.is_file():
         raise DPError(f"no such file: {path}")
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DPError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            if not isinstance(obj, dict):
-                raise DPError(f"{path}:{lineno}: expected a JSON object")
-            yield lineno, obj
+    return read_jsonl(path)
 
 
 def _need(obj: dict, key: str, typ, path: Path, lineno: int):
