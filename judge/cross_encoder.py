@@ -33,7 +33,7 @@ from dp.errors import DPError
 from dp.judge.base import JUDGE_FILE, Prefix, read_judge_file
 from dp.judge.losses import (
     LoopSettings,
-    quiet_loading,
+    hf_quiet,
     seed_torch,
     settings_from,
     torch_device,
@@ -170,8 +170,9 @@ class CrossEncoderJudge:
         """Write the encoder, tokenizer and judge.json to `directory`; returns judge.json's path."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(str(out), safe_serialization=True)
-        self.tokenizer.save_pretrained(str(out))
+        with hf_quiet():
+            self.model.save_pretrained(str(out), safe_serialization=True)
+            self.tokenizer.save_pretrained(str(out))
         spec = {"type": "cross-encoder", "name": self.name, "settings": dataclasses.asdict(self.settings),
                 **{k: v for k, v in self.meta.items() if k not in ("type", "name", "settings")}}
         path = out / JUDGE_FILE
@@ -212,7 +213,7 @@ def _load_encoder(path: str, settings: CrossEncoderSettings):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     try:
-        with quiet_loading():  # "newly initialised head" is expected before training
+        with hf_quiet():  # "newly initialised head" is expected before training
             model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=torch.float32)
             tok = AutoTokenizer.from_pretrained(path)
     except OSError as e:

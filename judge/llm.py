@@ -37,7 +37,7 @@ from dp.errors import DPError
 from dp.judge.base import JUDGE_FILE, Prefix, read_judge_file
 from dp.judge.losses import (
     LoopSettings,
-    quiet_loading,
+    hf_quiet,
     seed_torch,
     settings_from,
     torch_device,
@@ -88,7 +88,7 @@ def _load_lm(path: Path, s: LLMSettings):
     device = torch_device(s.device)
     dtype = getattr(torch, s.dtype or ("bfloat16" if device.startswith("cuda") else "float32"))
     try:
-        with quiet_loading():
+        with hf_quiet():
             tok = AutoTokenizer.from_pretrained(str(path))
             model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
     except OSError as e:
@@ -211,8 +211,9 @@ class LLMJudge:
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         if self.weights is not None:
-            self.model.save_pretrained(str(out), safe_serialization=True)
-            self.tokenizer.save_pretrained(str(out))
+            with hf_quiet():
+                self.model.save_pretrained(str(out), safe_serialization=True)
+                self.tokenizer.save_pretrained(str(out))
         spec = {"type": "llm", "name": self.name, "weights": self.weights,
                 "settings": dataclasses.asdict(self.settings), "prompt": PROMPT,
                 "label_words": {str(k): list(v) for k, v in LABEL_WORDS.items()},

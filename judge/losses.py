@@ -8,8 +8,8 @@ cross-entropy. Oversampling of the "different" class is done before, in the pair
 
 Also here, shared by both trainers: `LoopSettings` (the optimiser knobs, validated
 once), `train_loop` (AdamW, linear warm-up then decay, gradient clipping, seeded
-batches and side swaps), `torch_device` (cuda when present) and `quiet_loading`
-(offline, no progress bars or "newly initialised head" notices while loading). Nothing here knows
+batches and side swaps), `torch_device` (cuda when present) and `hf_quiet`
+(offline, no progress bars or "newly initialised head" notices while loading or saving). Nothing here knows
 a model's architecture or a tokenizer: a judge hands `train_loop` a function that
 turns row indices into logits. torch is imported on use.
 """
@@ -115,8 +115,8 @@ def torch_device(device: str | None = None) -> str:
 
 
 @contextlib.contextmanager
-def quiet_loading():
-    """Load transformers models offline (HF_HUB_OFFLINE) without progress bars or info notices."""
+def hf_quiet():
+    """Load or save transformers models offline (HF_HUB_OFFLINE), without progress bars or info notices."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from transformers.utils import logging as hf_logging

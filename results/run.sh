@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The reproduction of README "Results", step by step. Every number in results/*.json
+# comes from one of these commands; caches live in out/ (not in git).
+# Usage: bash results/run.sh [step...]   steps: generate import judges simulate live figures
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DP=.venv/bin/dp
+LARGE=out/large.duckdb   # 30 arith problems x 128 traces on SmolLM2-135M (vLLM CPU, fp32)
+REAL=out/real.duckdb     # the two shared trace files
+steps=${*:-"generate import judges simulate live figures"}
+
+for step in $steps; do case $step in
+generate)  # ~40 min on 2 cores
+  $DP generate --cache $LARGE --run arith30-n128 --dataset arith --limit 30 --n 128 --max-tokens 128 \
+      --temperature 0.7 --top-p 0.95 --seed 2026 --batch 128 --json > results/generate_arith30.json
+  ;;
+import)
+  [ -f $REAL ] || {
+    $DP import ../shared/data/traces/esc_gpt35_last_letters_T0.7.jsonl --format esc --run esc --cache $REAL
+    $DP import ../shared/data/traces/qwen25math_math_cot_100.jsonl --format qwen-math --run qwen --cache $REAL; }
+  $DP cache info --cache $REAL --json > results/cache_info_real.json
+  $DP cache info --cache $LARGE --json > results/cache_info_large.json
+  ;;
+judges)  # cross-model: judges trained on the shared files (default features, cross-encoder on esc), evaluated on the others
+  [ -d out/ce-esc ] || $DP judge train --cache $REAL --run esc --judge cross-encoder --truncate tokens:40 \
+      --out out/ce-esc --seed 0 --max-pairs 4
+  for j in oracle random jaccard features out/ce-esc llm embedding; do
+    for spec in "$REAL qwen tokens:100" "$REAL esc tokens:40" "$LARGE arith30-n128 tokens:8" "$LARGE arith30-n128 words:25"; do
+      set -- $spec
+      $DP judge eval --cache $1 --run $2 --judge $j --truncate $3 --max-pairs 20 --seed 0 --json \
+        || echo "{\"judge\": \"$j\", \"run\": \"$2\", \"truncate\": \"$3\", \"error\": true}"
+    done
+  done | .venv/bin/python -c "import json,sys; d=sys.stdin.read(); print(json.dumps(json.loads('['+d.replace('}\n{','},{')+']'), indent=1))" \
+    > results/judges.json
+  ;;
+simulate)
+  P="--policy cons --policy deepprune --policy deepprune-oracle --policy esc --policy adaptive --policy random"
+  $DP simulate --cache $LARGE --run arith30-n128 $P --policy deepconf-low --policy deepconf-high \
+      --truncate tokens:8 --tau 0.5 --orders 50 --seed 0 --json > results/main_arith30.json
+  $DP simulate --cache $LARGE --run arith30-n128 --policy deepprune --truncate tokens:8 \
+      --sweep tau=0.05:0.95:0.05 --orders 50 --seed 0 --json > results/sweep_tau_arith30.json
+  $DP simulate --cache $REAL --run esc $P --truncate tokens:40 --tau 0.5 --orders 50 --seed 0 --json > results/main_esc.json
+  $DP simulate --cache $REAL --run qwen $P --truncate tokens:100 --tau 0.5 --orders 50 --seed 0 --json > results/main_qwen.json
+  ;;
+live)  # the live runner on 2 problems of the large run, against the simulator in the same arrival order
+  $DP live --cache $LARGE --run arith30-n128 --policy deepprune --tau 0.5 --truncate tokens:8 --limit 2 \
+      --mode resume --compare --replace --json > results/live_arith30.json
+  ;;
+figures)
+  $DP figures --cache $LARGE --out results/figures_arith30 --truncate tokens:8 --orders 20 --seed 0
+  $DP figures --cache $REAL --out results/figures_real --truncate tokens:40 --orders 20 --seed 0
+  ;;
+*) echo "unknown step $step" >&2; exit 2;;
+esac; done
