@@ -11,11 +11,14 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from dp.cache import Cache, RunInfo
+from dp.problems import shared_data_dir
 from dp.types import AnswerKind, Problem, TraceRecord
 
-TRACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "traces"
+_DATA = shared_data_dir()
+TRACES = (_DATA or Path("../shared/data")) / "traces"
 QWEN = TRACES / "qwen25math_math_cot_100.jsonl"
 ESC = TRACES / "esc_gpt35_last_letters_T0.7.jsonl"
 
@@ -65,4 +68,6 @@ def real_problems(path: Path, n_mixed: int, n_uniform: int, traces_per_problem: 
 
 def qwen_cache(path: Path, run: str = "qwen", n_mixed: int = 8, n_uniform: int = 4) -> Path:
     """A small real cache: Qwen2.5-Math MATH traces, whitespace tokens."""
+    if not QWEN.is_file():
+        pytest.skip("../shared/data is not present")
     return make_cache(path, run, real_problems(QWEN, n_mixed, n_uniform))
