@@ -45,7 +45,8 @@ live)  # the live runner on 2 problems of the large run, against the simulator i
   $DP live --cache $LARGE --run arith30-n128 --policy deepprune --tau 0.5 --truncate tokens:8 --limit 2 \
       --mode resume --compare --replace --json > results/live_arith30.json
   ;;
-figures)
+figures)  # out/default.duckdb: the embedded default run of `make demo` (dp generate with no options)
+  $DP figures --cache out/default.duckdb --out results/figures_default --truncate tokens:8 --orders 20 --seed 0
   $DP figures --cache $LARGE --out results/figures_arith30 --truncate tokens:8 --orders 20 --seed 0
   $DP figures --cache $REAL --out results/figures_real --truncate tokens:40 --orders 20 --seed 0
   ;;
