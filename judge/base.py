@@ -94,6 +94,24 @@ def read_judge_file(directory: str | Path) -> dict:
     return spec
 
 
+def write_judge_file(directory: str | Path, spec: dict) -> Path:
+    """Write `spec` as judge.json into `directory` (created if needed); returns its path."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / JUDGE_FILE
+    path.write_text(json.dumps(spec, indent=2) + "\n")
+    return path
+
+
+def open_judge_dir(path: str | Path, judge_type: str) -> tuple[dict, Path]:
+    """(judge.json contents, its directory) of a saved judge of `judge_type`; DPError otherwise."""
+    spec = read_judge_file(path)
+    directory = Path(path) if Path(path).is_dir() else Path(path).parent
+    if spec.get("type") != judge_type:
+        raise DPError(f"{directory} holds a '{spec.get('type')}' judge, not a {judge_type} judge")
+    return spec, directory
+
+
 def load_judge(name_or_dir: str | Path, seed: int = 0) -> Judge:
     """A judge by registry name (`oracle`, `random`, `jaccard`, `embedding`, `features`, ...)
     or from a trained-judge directory (or its judge.json)."""

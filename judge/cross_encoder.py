@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from dp.errors import DPError
-from dp.judge.base import JUDGE_FILE, Prefix, read_judge_file
+from dp.judge.base import Prefix, open_judge_dir, write_judge_file
 from dp.judge.losses import (
     LoopSettings,
     hf_quiet,
@@ -175,16 +174,11 @@ class CrossEncoderJudge:
             self.tokenizer.save_pretrained(str(out))
         spec = {"type": "cross-encoder", "name": self.name, "settings": dataclasses.asdict(self.settings),
                 **{k: v for k, v in self.meta.items() if k not in ("type", "name", "settings")}}
-        path = out / JUDGE_FILE
-        path.write_text(json.dumps(spec, indent=2) + "\n")
-        return path
+        return write_judge_file(out, spec)
 
     @classmethod
     def load(cls, path: str | Path, seed: int = 0) -> CrossEncoderJudge:
-        spec = read_judge_file(path)
-        directory = Path(path) if Path(path).is_dir() else Path(path).parent
-        if spec.get("type") != "cross-encoder":
-            raise DPError(f"{directory} holds a '{spec.get('type')}' judge, not a cross-encoder")
+        spec, directory = open_judge_dir(path, "cross-encoder")
         if not (directory / WEIGHTS_FILE).is_file():
             raise DPError(f"{directory} has no {WEIGHTS_FILE}; retrain the cross-encoder")
         # the device a judge was trained on is not where it must run: pick again

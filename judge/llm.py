@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from dp.errors import DPError
-from dp.judge.base import JUDGE_FILE, Prefix, read_judge_file
+from dp.judge.base import Prefix, open_judge_dir, write_judge_file
 from dp.judge.losses import (
     LoopSettings,
     hf_quiet,
@@ -218,16 +218,11 @@ class LLMJudge:
                 "settings": dataclasses.asdict(self.settings), "prompt": PROMPT,
                 "label_words": {str(k): list(v) for k, v in LABEL_WORDS.items()},
                 **{k: v for k, v in self.meta.items() if k not in ("type", "name", "weights", "settings")}}
-        path = out / JUDGE_FILE
-        path.write_text(json.dumps(spec, indent=2) + "\n")
-        return path
+        return write_judge_file(out, spec)
 
     @classmethod
     def load(cls, path: str | Path, seed: int = 0) -> LLMJudge:
-        spec = read_judge_file(path)
-        directory = Path(path) if Path(path).is_dir() else Path(path).parent
-        if spec.get("type") != "llm":
-            raise DPError(f"{directory} holds a '{spec.get('type')}' judge, not an llm judge")
+        spec, directory = open_judge_dir(path, "llm")
         if spec.get("prompt", PROMPT) != PROMPT:
             raise DPError(f"the llm judge in {directory} was made with another prompt than this dp's; retrain it")
         s = settings_from(LLMSettings, {**spec.get("settings", {}), "device": None})
