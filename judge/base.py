@@ -94,6 +94,17 @@ def read_judge_file(directory: str | Path) -> dict:
     return spec
 
 
+def distinct_texts(left: Sequence[Prefix], right: Sequence[Prefix]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The distinct prefix texts of pairs (left[i], right[i]), in first-seen order, and each
+    side's (n,) int64 index into them: a judge encodes each distinct text once."""
+    index: dict[str, int] = {}
+    for p in (*left, *right):
+        index.setdefault(p.text, len(index))
+    ia = np.fromiter((index[p.text] for p in left), dtype=np.int64, count=len(left))
+    ib = np.fromiter((index[p.text] for p in right), dtype=np.int64, count=len(right))
+    return list(index), ia, ib
+
+
 def write_judge_file(directory: str | Path, spec: dict) -> Path:
     """Write `spec` as judge.json into `directory` (created if needed); returns its path."""
     out = Path(directory)

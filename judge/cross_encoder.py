@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from dp.errors import DPError
-from dp.judge.base import Prefix, open_judge_dir, write_judge_file
+from dp.judge.base import Prefix, distinct_texts, open_judge_dir, write_judge_file
 from dp.judge.losses import (
     LoopSettings,
     hf_quiet,
@@ -140,11 +140,9 @@ class CrossEncoderJudge:
         import torch
 
         n = len(left)
-        index: dict[str, int] = {}
-        for p in (*left, *right):
-            index.setdefault(p.text, len(index))
-        ids = self.token_ids(list(index))
-        pairs = [(ids[index[a.text]], ids[index[b.text]]) for a, b in zip(left, right, strict=True)]
+        texts, ia, ib = distinct_texts(left, right)
+        ids = self.token_ids(texts)
+        pairs = [(ids[a], ids[b]) for a, b in zip(ia.tolist(), ib.tolist(), strict=True)]
         jobs = pairs + [(b, a) for a, b in pairs]  # both orders
         lengths = np.array([min(len(a) + len(b), self.settings.max_length - 3) + 3 for a, b in jobs], dtype=np.int64)
         order = np.argsort(lengths, kind="stable")  # similar lengths share a batch: less padding
@@ -230,12 +228,9 @@ def train_cross_encoder(left: Sequence[Prefix], right: Sequence[Prefix], labels:
     seed_torch(seed, "cross-encoder")  # the new head's initialisation and dropout
     model, tok = _load_encoder(settings.model or minilm_path(), settings)
     judge = CrossEncoderJudge(model, tok, settings, meta)
-    index: dict[str, int] = {}
-    for p in (*left, *right):
-        index.setdefault(p.text, len(index))
-    ids = judge.token_ids(list(index))
-    ia = [index[p.text] for p in left]
-    ib = [index[p.text] for p in right]
+    texts, ia, ib = distinct_texts(left, right)
+    ids = judge.token_ids(texts)
+    ia, ib = ia.tolist(), ib.tolist()
 
     def batch_logits(rows, swap):
         return judge.logits([(ids[ib[r]], ids[ia[r]]) if s else (ids[ia[r]], ids[ib[r]])

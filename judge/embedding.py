@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from dp.errors import DPError
-from dp.judge.base import Prefix
+from dp.judge.base import Prefix, distinct_texts
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 
@@ -69,11 +69,7 @@ class EmbeddingJudge:
         return np.asarray(emb, dtype=np.float32)
 
     def score(self, left: Sequence[Prefix], right: Sequence[Prefix]) -> np.ndarray:
-        index: dict[str, int] = {}
-        for p in (*left, *right):
-            index.setdefault(p.text, len(index))
-        emb = self.embed(list(index))
-        ia = np.fromiter((index[p.text] for p in left), dtype=np.int64, count=len(left))
-        ib = np.fromiter((index[p.text] for p in right), dtype=np.int64, count=len(right))
+        texts, ia, ib = distinct_texts(left, right)
+        emb = self.embed(texts)
         cos = np.einsum("ij,ij->i", emb[ia], emb[ib]).astype(np.float64)
         return np.clip((cos + 1.0) / 2.0, 0.0, 1.0)

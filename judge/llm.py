@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from dp.errors import DPError
-from dp.judge.base import Prefix, open_judge_dir, write_judge_file
+from dp.judge.base import Prefix, distinct_texts, open_judge_dir, write_judge_file
 from dp.judge.losses import (
     LoopSettings,
     hf_quiet,
@@ -178,11 +178,9 @@ class LLMJudge:
         import torch
 
         n = len(left)
-        index: dict[str, int] = {}
-        for p in (*left, *right):
-            index.setdefault(p.text, len(index))
-        cut = self.cut(list(index))
-        jobs = [(cut[index[a.text]], cut[index[b.text]]) for a, b in zip(left, right, strict=True)]
+        texts, ia, ib = distinct_texts(left, right)
+        cut = self.cut(texts)
+        jobs = [(cut[a], cut[b]) for a, b in zip(ia.tolist(), ib.tolist(), strict=True)]
         if self.settings.symmetric:
             jobs += [(b, a) for a, b in jobs]
         prompts = [self.prompt_ids(a, b) for a, b in jobs]
@@ -253,12 +251,9 @@ def train_llm(left: Sequence[Prefix], right: Sequence[Prefix], labels: np.ndarra
     judge = LLMJudge(model, tok, settings, meta, weights=".")
     if settings.gradient_checkpointing:
         model.gradient_checkpointing_enable()
-    index: dict[str, int] = {}
-    for p in (*left, *right):
-        index.setdefault(p.text, len(index))
-    cut = judge.cut(list(index))
-    ia = [index[p.text] for p in left]
-    ib = [index[p.text] for p in right]
+    texts, ia, ib = distinct_texts(left, right)
+    cut = judge.cut(texts)
+    ia, ib = ia.tolist(), ib.tolist()
 
     def batch_logits(rows, swap):
         return judge.logits([judge.prompt_ids(cut[ib[r]], cut[ia[r]]) if s else judge.prompt_ids(cut[ia[r]], cut[ib[r]])
