@@ -79,8 +79,7 @@ def generate_cmd(cache_path, model, dataset, data, n, max_tokens, temperature, t
     tokenizer = load_tokenizer(model)
     kinds = sorted({p.kind.value for p in problems})
     template = " | ".join(prompt_template(tokenizer, k) for k in kinds)
-    engine_version = {"vllm": "vllm", "transformers": "transformers"}[engine_kind]
-    info = RunInfo(run=run, model=model, engine=engine_version, tokenizer=model, source="generate",
+    info = RunInfo(run=run, model=model, engine=engine_kind, tokenizer=model, source="generate",
                    dataset=dataset_name, n=n, seed=seed, sampling=spec.to_dict(),
                    prompt_template=f"{PROMPT_TEMPLATE_ID}: {template}")
     with Cache(cache_path, write=True) as cache:
@@ -90,7 +89,7 @@ def generate_cmd(cache_path, model, dataset, data, n, max_tokens, temperature, t
 
         done = cache.done_keys(run)
         missing = sum((p.problem_id, i) not in done for p in shard_problems(problems, shard_t) for i in range(n))
-        if missing == 0 and cache.has_run(run):  # nothing to do: no engine start
+        if missing == 0 and cache.has_run(run) and not replace:  # nothing to do: no engine start
             total = cache.con.execute("SELECT count(*) FROM traces WHERE run = ?", [run]).fetchall()[0][0]
             out = {"run": run, "cache": cache_path, "traces": 0, "tokens": 0, "skipped": len(done),
                    "run_traces": total, **stamp()}
