@@ -15,7 +15,7 @@ import numpy as np
 from dp.cache.store import Cache, ProblemTraces
 from dp.errors import DPError
 from dp.judge.base import Judge, Prefix
-from dp.judge.truncation import TruncationRule, decision_points
+from dp.judge.truncation import TruncationRule, decision_points, prefix_text
 from dp.simulate.scores import PairScores
 
 
@@ -65,7 +65,7 @@ def build_contexts(cache: Cache, run: str, rule: TruncationRule, judge: Judge | 
         scores = None
         if judge is not None:
             prefixes = [
-                Prefix(int(tid), text[: int(off[d - 1])] if d > 0 else "", int(d), int(c))
+                Prefix(int(tid), prefix_text(text, off, d), int(d), int(c))
                 for tid, text, off, d, c in zip(p.trace_ids, texts[sl], offsets[sl], dec, p.classes, strict=True)
             ]
             scores = PairScores(judge, rule, prefixes, cache)

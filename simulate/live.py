@@ -31,7 +31,13 @@ import numpy as np
 from dp.answers import extract_answer, group_answers, is_correct, majority
 from dp.errors import DPError
 from dp.judge.base import Prefix
-from dp.judge.truncation import TruncationKind, TruncationRule, decision_point, word_end
+from dp.judge.truncation import (
+    TruncationKind,
+    TruncationRule,
+    decision_point,
+    prefix_text,
+    word_end,
+)
 from dp.seeds import derive
 from dp.seeds import rng as make_rng
 from dp.simulate.context import ProblemContext
@@ -102,7 +108,7 @@ async def run_problem(engine, policy, judge, rule: TruncationRule, problem: Prob
     async def on_arrival(t: int, d: int) -> None:
         arrived[t] = True
         text, offsets = engine.text(streams[t])
-        prefixes[t] = Prefix(-(t + 1), text[: int(offsets[d - 1])] if d > 0 else "", int(d), -1)
+        prefixes[t] = Prefix(-(t + 1), prefix_text(text, offsets, d), int(d), -1)
         decision[t] = d
         arrival.append(t)
         t0 = time.perf_counter()
