@@ -1,8 +1,9 @@
 """Summary statistics of a run in the cache: what `dp cache info` prints.
 
 Per run: problems, traces, tokens, bytes per token (file size over all tokens in
-the file), mean trace accuracy, majority-vote accuracy (cons@N, the vote of
-`dp.answers.majority`) and the paper's redundancy statistic, the share of
+the file), mean trace accuracy, majority-vote accuracy (cons@N; a tie between answers
+counts as the expected value of a uniformly random tie-break,
+`dp.answers.tie_expected_correct`, since a file's order must not decide it) and the paper's redundancy statistic, the share of
 same-problem trace pairs whose answers fall in one equivalence class (pairs
 where either trace has no answer count as different). Reads only.
 """
@@ -13,7 +14,7 @@ import os
 
 import numpy as np
 
-from dp.answers import majority
+from dp.answers import tie_expected_correct
 from dp.cache.store import Cache, ProblemTraces
 
 
@@ -34,7 +35,7 @@ def run_stats(cache: Cache, run: str) -> dict:
     tokens = int(sum(int(p.lengths.sum()) for p in problems))
     graded = [p for p in problems if p.problem.gold is not None]
     trace_acc = (sum(int(p.correct.sum()) for p in graded) / sum(p.n for p in graded)) if graded else None
-    maj = [bool(majority(p.classes) in p.correct_classes) for p in graded]
+    maj = [float(tie_expected_correct(p.classes, p.correct_classes)[0]) for p in graded]
     pairs = np.array([same_answer_pairs(p) for p in problems], dtype=np.int64).reshape(-1, 2)
     info = cache.run_info(run)
     return {

@@ -26,6 +26,13 @@ max_pairs_option = click.option(
 )
 
 
+crossfit_option = click.option(
+    "--crossfit", type=click.IntRange(min=2), default=None, metavar="K",
+    help="Train K judges of the --judge type on folds of the run's problems; score each problem with "
+         "the judge that never saw it.",
+)
+
+
 def oversample_option(default: int):
     return click.option(
         "--oversample", type=click.IntRange(min=1), default=default, show_default=True,
@@ -116,17 +123,28 @@ def train_cmd(cache_path, runs, judge_type, truncate, out, seed, oversample, max
 @truncate_option
 @max_pairs_option
 @seed_option
+@crossfit_option
+@oversample_option(default=2)
 @json_option
-def eval_cmd(cache_path, run, judge, truncate, max_pairs, seed, as_json):
-    """AUROC and TNR at FNR=0.2 of a judge on a run's pairs; scores are stored in the cache."""
+def eval_cmd(cache_path, run, judge, truncate, max_pairs, seed, crossfit, oversample, as_json):
+    """AUROC and TNR at FNR=0.2 of a judge on a run's pairs; scores are stored in the cache.
+
+    With --crossfit K, JUDGE is a trainable type: K judges are trained on folds of the run's
+    problems and each pair is scored by the one that never saw its problem (--oversample
+    applies to that training).
+    """
+    from dp.judge.insample import warning
     from dp.judge.train import evaluate_judge
 
-    result = evaluate_judge(cache_path, run, judge, truncate, max_pairs, seed)
+    result = evaluate_judge(cache_path, run, judge, truncate, max_pairs, seed, crossfit=crossfit,
+                            oversample=oversample)
+    if result["judge_in_sample"]:
+        click.echo(warning(result["judge"], run), err=True)
     if as_json:
         emit_json(result)
     else:
         _rows(result, ["judge", "run", "truncate", "pairs", "positive_rate", "auroc", "tnr_at_fnr_0_2",
-                       "scores_cached", "scores_computed"])
+                       "judge_in_sample", "crossfit", "scores_cached", "scores_computed"])
 
 
 COMMANDS = [judge_group]

@@ -61,10 +61,14 @@ def pick_run(cache, run: str | None) -> str:
 @click.option("--sweep", multiple=True, help="Grid axis NAME=START:STOP:STEP or NAME=V1,V2 (repeatable).")
 @click.option("--limit", type=int, default=None, help="Only the first N problems.")
 @click.option("--no-store", is_flag=True, help="Do not store the points in the cache.")
+@click.option("--crossfit", type=click.IntRange(min=2), default=None, metavar="K",
+              help="Train K judges of the --judge type on folds of the run's problems; each problem is "
+                   "scored by the judge that never saw it.")
 @seed_option
 @json_option
 def simulate_cmd(cache_path, run, policies, judge, tau, K, K1, K2, K3, final, when_full, accounting,
-                 keep, window, conf_window, warmup, truncate, orders, order_kind, sweep, limit, no_store, seed, as_json):
+                 keep, window, conf_window, warmup, truncate, orders, order_kind, sweep, limit, no_store,
+                 crossfit, seed, as_json):
     """Replay pruning policies on cached traces: tokens, token reduction, accuracy, pass rate."""
     from dp.cache.store import Cache
     from dp.provenance import stamp
@@ -78,27 +82,46 @@ def simulate_cmd(cache_path, run, policies, judge, tau, K, K1, K2, K3, final, wh
             run=name, policies=tuple(policies) or ("deepprune", "cons"), judge=judge, truncate=truncate,
             orders=orders, order_kind=order_kind, seed=seed,
             params={k: v for k, v in params.items() if v is not None}, sweep=tuple(sweep), limit=limit,
+            crossfit=crossfit,
         )
         results = simulate(cache, settings, store=not no_store)
     st = stamp()
+    for w in dict.fromkeys(w for r in results for w in r.warnings):
+        click.echo(f"warning: {w}", err=True)
     rows = [{**r.summary(), "run": name, "cache": cache_path, **st} for r in results]
     if as_json:
         emit_json(rows)
         return
-    click.echo(f"run '{name}' of {cache_path}: {results[0].problems} problems, {orders if order_kind == 'random' else 1} "
-               f"{order_kind} arrival orders, seed {seed}, truncate {truncate}, judge {judge}")
+    click.echo(f"run '{name}' of {cache_path}: {results[0].problems} problems, {orders} arrival orders "
+               f"({order_kind} for prefix policies, random for the others), seed {seed}, truncate {truncate}, "
+               f"judge {judge}" + (f" cross-fitted over {crossfit} folds" if crossfit else ""))
     table = []
     for r in results:
         p = r.params
         setting = " ".join(f"{k}={v}" for k, v in p.items() if k in ("tau", "accounting", "keep", "window", "conf_window", "percentile")
                            or (k in {x.split('=')[0] for x in sweep}))
+        share = "" if r.prefix_share is None else f"{r.prefix_share:.2f}"
         table.append({"policy": r.policy, "settings": setting, "tokens": f"{r.tokens:.0f}",
                       "token_reduction": f"{100 * r.token_reduction:.1f}%", "accuracy": r.accuracy,
-                      "accuracy_std": r.accuracy_std, "pass_rate": r.pass_rate, "judge_pairs": f"{r.judge_pairs:.0f}"})
+                      "accuracy_std": r.accuracy_std, "pass_rate": r.pass_rate, "prefix_share": share,
+                      "judge_pairs": f"{r.judge_pairs:.0f}"})
+        s = r.summary()
+        for c, label in (("matched", "matched random"), ("token_matched", "token-matched random")):
+            if f"{c}_tokens" in s:
+                se = s[f"{c}_accuracy_diff_se"]
+                table.append({"policy": f"  {label}", "settings": "same orders",
+                              "tokens": f"{s[f'{c}_tokens']:.0f}",
+                              "token_reduction": f"{100 * s[f'{c}_token_reduction']:.1f}%",
+                              "accuracy": s[f"{c}_accuracy"], "accuracy_std": "", "pass_rate": s[f"{c}_pass_rate"],
+                              "prefix_share": share,
+                              "judge_pairs": "diff acc " + f"{s[f'{c}_accuracy_diff']:+.4f}"
+                                             + (f" ± {se:.4f}" if se is not None else "")})
     print_table(table, ["policy", "settings", "tokens", "token_reduction", "accuracy", "accuracy_std",
-                        "pass_rate", "judge_pairs"])
+                        "pass_rate", "prefix_share", "judge_pairs"])
     click.echo("tokens: mean over orders, summed over problems; accounting as in 'settings' "
-               "(prefix policies: paper = prefixes + finished traces; others: tokens generated).")
+               "(prefix policies: paper = prefixes + finished traces; others: tokens generated). "
+               "Matched rows: random pruning at the policy's own budget on the same orders; "
+               "'diff acc' = policy minus control, ± its standard error over orders.")
 
 
 COMMANDS = [simulate_cmd]

@@ -52,13 +52,23 @@ class PointSpec:
         return (self.run, self.judge, self.truncate, self.orders, self.order_kind, self.seed)
 
     def stored_params(self) -> dict:
-        """The params JSON `simulate` stores for this point."""
+        """The params `simulate` stores for this point that identify it (a stored row has more:
+        the judge's weight digest, whether it is in-sample)."""
         policy = make_policy(self.policy, tau=self.tau)
-        params = dict(policy.params_dict)
+        params = {"accounting": "paper", **policy.params_dict}
         if policy.needs_judge:
-            params.update(judge=policy.judge_override or self.judge,
+            params.update(judge_arg=policy.judge_override or self.judge,
                           truncate=str(TruncationRule.parse(self.truncate)))
         return _roundtrip(params)
+
+    @property
+    def replay_order(self) -> tuple[str, int]:
+        """(order kind, orders) the replay really uses: only prefix policies take prefix-length."""
+        from dp.simulate.policy import PrefixPolicy
+
+        if self.order_kind == "prefix-length" and isinstance(make_policy(self.policy), PrefixPolicy):
+            return "prefix-length", 1
+        return "random", self.orders
 
     def sim_settings(self, policies: tuple[str, ...], taus: list[float]) -> SimSettings:
         """The `simulate` settings that produce this point (and its group's other `policies`)."""
@@ -108,11 +118,11 @@ class PointStore:
 
     def _match(self, rows: list[dict], spec: PointSpec) -> dict | None:
         params = spec.stored_params()
-        orders = 1 if spec.order_kind == "prefix-length" else spec.orders
+        kind, orders = spec.replay_order
         best = None
         for row in rows:
-            if (row["policy"] == spec.policy and row["params"] == params and row["orders"] == orders
-                    and row["order_kind"] == spec.order_kind and row["seed"] == spec.seed
+            if (row["policy"] == spec.policy and {k: row["params"].get(k) for k in params} == params
+                    and row["orders"] == orders and row["order_kind"] == kind and row["seed"] == spec.seed
                     and self.is_current(spec.run, row) and (row["dp_version"], row["git_hash"]) == self.version
                     and (not self.fresh or row["point_id"] in self._mine or row["point_id"] is None)):
                 best = row  # rows come in point order: the latest match wins

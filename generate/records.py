@@ -72,6 +72,16 @@ class TokenText:
         self._lens = np.array([-1 if b is None else len(b) for b in table], dtype=np.int64)
         self._bytes = [b"" if b is None else b for b in table]
 
+    def token_bytes(self, token_ids) -> bytes | None:
+        """The UTF-8 bytes of these tokens, concatenated (what `decode` would decode), or None when
+        the tokenizer is not byte-level or an id has no byte form: then only `decode` is exact."""
+        if not self.byte_level:
+            return None
+        ids = np.asarray(token_ids, dtype=np.int64)
+        if ids.size and (ids.max() >= len(self._lens) or (self._lens[ids] < 0).any()):
+            return None
+        return b"".join(map(self._bytes.__getitem__, ids.tolist()))
+
     def decode(self, token_ids: np.ndarray) -> tuple[str, np.ndarray]:
         """(n,) ids -> (text, (n,) int32 end offsets in characters of text)."""
         ids = np.asarray(token_ids, dtype=np.int64)

@@ -65,6 +65,12 @@ class PairSet:
                 }, ensure_ascii=False) + "\n")
         return self.n
 
+    def subset(self, keep: np.ndarray) -> PairSet:
+        """The pairs where `keep` (m,) bool is True."""
+        idx = np.flatnonzero(keep)
+        return PairSet(self.rule, self.a_ids[idx], self.b_ids[idx], self.labels[idx], self.problems[idx],
+                       [self.left[i] for i in idx], [self.right[i] for i in idx], dict(self.settings))
+
     @staticmethod
     def concat(sets: list[PairSet]) -> PairSet:
         if not sets:

@@ -14,6 +14,7 @@ Nothing here parses flags or prints.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import inspect
 import json
@@ -25,6 +26,7 @@ import numpy as np
 from dp.cache import Cache
 from dp.errors import DPError
 from dp.judge.base import JUDGE_FILE, Judge, load_judge
+from dp.judge.insample import problem_digest
 from dp.judge.metrics import judge_metrics
 from dp.judge.pairs import PairSet, build_pairs
 from dp.judge.scoring import score_pairs
@@ -50,6 +52,28 @@ def train_features_judge(pairs: PairSet, out: Path, seed: int, meta: dict) -> Ju
     judge = train_features(pairs.left, pairs.right, pairs.labels, meta=meta)
     judge.save(out)
     return judge
+
+
+def training_meta(cache: Cache, problems: dict[str, list[str] | None], truncate: list[str], seed: int,
+                  oversample: int, max_pairs: int | None, pairs: PairSet) -> dict:
+    """judge.json's `trained_on` record: runs, problem ids and question digests
+    (`dp.judge.insample`), the settings, the cache's identity. problems: run -> ids (None = all)."""
+    ids, digests = {}, []
+    for run, wanted in problems.items():
+        chosen = [p for p in cache.problems(run) if wanted is None or p.problem_id in set(wanted)]
+        ids[run] = [p.problem_id for p in chosen]
+        digests += [problem_digest(p.question) for p in chosen]
+    info = {run: {k: cache.run_info(run).get(k) for k in ("model", "source", "n", "seed", "created_at")}
+            for run in problems}
+    fingerprint = hashlib.blake2b(json.dumps([info, sorted(digests)], sort_keys=True, default=str).encode(),
+                                  digest_size=8).hexdigest()
+    return {
+        "trained_on": {"cache": str(cache.path), "fingerprint": fingerprint, "runs": list(problems),
+                       "problem_ids": ids, "problem_digests": sorted(set(digests)), "truncate": truncate,
+                       "seed": seed, "oversample_negative": oversample, "max_pairs_per_problem": max_pairs,
+                       "pairs": pairs.n, "positive_rate": pairs.positive_rate},
+        **stamp(),
+    }
 
 
 def _open(cache_path: str | Path, write: bool) -> Cache:
@@ -111,12 +135,8 @@ def train_judge(cache_path: str | Path, runs: Sequence[str], judge_type: str,
     if pairs.n == 0 or len(np.unique(pairs.labels)) < 2:
         raise DPError(f"run(s) {', '.join(runs)} have no pairs of both labels under {', '.join(truncate)}; "
                       "cannot train")
-    meta = {
-        "trained_on": {"cache": str(cache_path), "runs": runs, "truncate": truncate, "seed": seed,
-                       "oversample_negative": oversample, "max_pairs_per_problem": max_pairs,
-                       "pairs": pairs.n, "positive_rate": pairs.positive_rate},
-        **stamp(),
-    }
+    with _open(cache_path, write=False) as cache:
+        meta = training_meta(cache, {run: None for run in runs}, truncate, seed, oversample, max_pairs, pairs)
     module, attr = TRAINERS[judge_type].split(":")
     out = Path(out)
     fit = getattr(importlib.import_module(module), attr)
@@ -137,17 +157,43 @@ def train_judge(cache_path: str | Path, runs: Sequence[str], judge_type: str,
 
 
 def evaluate_judge(cache_path: str | Path, run: str, judge: str | Judge, rule: TruncationRule | str,
-                   max_pairs: int | None = None, seed: int = 0, store_scores: bool = True) -> dict:
-    """AUROC and TNR at FNR = 0.2 of `judge` on the pairs of `run` (scores go through the cache)."""
+                   max_pairs: int | None = None, seed: int = 0, store_scores: bool = True,
+                   crossfit: int | None = None, oversample: int = 2) -> dict:
+    """AUROC and TNR at FNR = 0.2 of `judge` on the pairs of `run` (scores go through the cache).
+
+    `crossfit=K`: `judge` names a trainable type; K judges are trained on folds of the run's
+    problems (`dp.judge.crossfit`) and every pair is scored by the judge that never saw its
+    problem. Otherwise `judge_in_sample` says whether the judge was trained on this run's problems.
+    """
+    from dp.judge.crossfit import crossfit_judges
+    from dp.judge.insample import in_sample
+
     rule = TruncationRule.parse(rule)
-    j = load_judge(judge, seed=seed) if isinstance(judge, (str, Path)) else judge
     stats: dict = {}
+    extra: dict = {}
     with _open(cache_path, write=store_scores) as cache:
         pairs = build_pairs(cache, run, rule, max_pairs, seed)
         if pairs.n == 0 or len(np.unique(pairs.labels)) < 2:
             raise DPError(f"run '{run}' has no pairs of both labels under {rule}; AUROC undefined")
-        scores = score_pairs(j, rule, pairs.left, pairs.right, cache=cache, stats=stats)
-    return {"judge": j.name, "run": run, "truncate": str(rule), "seed": seed,
+        if crossfit:
+            folds = crossfit_judges(cache, run, str(judge), rule, crossfit, seed, oversample, max_pairs)
+            pair_fold = np.array([folds.fold_of[str(p).split("/", 1)[1]] for p in pairs.problems])
+            scores = np.empty(pairs.n)
+            for f, j in enumerate(folds.judges):
+                rows = np.flatnonzero(pair_fold == f)
+                part: dict = {}
+                scores[rows] = score_pairs(j, rule, [pairs.left[i] for i in rows], [pairs.right[i] for i in rows],
+                                           cache=cache, stats=part)
+                for key, v in part.items():
+                    stats[key] = stats.get(key, 0) + v
+            name, insample, extra = folds.name, False, folds.describe()
+        else:
+            j = load_judge(judge, seed=seed) if isinstance(judge, (str, Path)) else judge
+            scores = score_pairs(j, rule, pairs.left, pairs.right, cache=cache, stats=stats)
+            name = j.name
+            insample = in_sample(j, run, [p.question for p in cache.problems(run)])
+    return {"judge": name, "run": run, "truncate": str(rule), "seed": seed,
             "max_pairs_per_problem": max_pairs, **judge_metrics(scores, pairs.labels),
+            "judge_in_sample": insample, **extra,
             "scores_cached": stats.get("cached", 0), "scores_computed": stats.get("computed", 0),
             **stamp()}

@@ -1,9 +1,11 @@
 """The reference and the lower bound: cons@N and random pruning.
 
 - `cons`: every trace runs to the end and votes (cons@N). Token reduction 0 by definition.
-- `random`: every trace pays its prefix (like DeepPrune); `keep` traces chosen at
-  random run to the end and vote: pruning without a judge at DeepPrune's finish
-  budget (keep = K2 = 20 by default).
+- `random`: every trace pays its prefix (like DeepPrune); a fixed `keep` traces
+  chosen at random run to the end and vote (keep = 20 by default). This is NOT
+  DeepPrune's budget (DeepPrune finishes min(|largest|, K2), K3, or one per
+  cluster): the paired, budget-matched controls are `dp.simulate.matched`,
+  reported on every DeepPrune row.
 """
 
 from __future__ import annotations

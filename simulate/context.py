@@ -46,7 +46,9 @@ class ProblemContext:
 
 def build_contexts(cache: Cache, run: str, rule: TruncationRule, judge: Judge | None = None,
                    confidence: bool = False, limit: int | None = None) -> list[ProblemContext]:
-    """Contexts for every problem of `run` (the first `limit` problems if given)."""
+    """Contexts for every problem of `run` (the first `limit` problems if given).
+
+    `judge` may be a `dp.judge.crossfit.FoldJudges`: each problem is scored by its fold's judge."""
     problems: list[ProblemTraces] = cache.load_run(run)[:limit]
     if not problems:
         raise DPError(f"run '{run}' has no traces")
@@ -68,7 +70,8 @@ def build_contexts(cache: Cache, run: str, rule: TruncationRule, judge: Judge | 
                 Prefix(int(tid), prefix_text(text, off, d), int(d), int(c))
                 for tid, text, off, d, c in zip(p.trace_ids, texts[sl], offsets[sl], dec, p.classes, strict=True)
             ]
-            scores = PairScores(judge, rule, prefixes, cache)
+            j = judge.for_problem(p.problem.problem_id) if hasattr(judge, "for_problem") else judge
+            scores = PairScores(j, rule, prefixes, cache)
         out.append(ProblemContext(
             problem_id=p.problem.problem_id, trace_ids=p.trace_ids, lengths=p.lengths.astype(np.int64),
             classes=p.classes.astype(np.int64), correct=p.correct.copy(), decision=dec,

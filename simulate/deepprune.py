@@ -75,6 +75,7 @@ class ClusterState:
 class DeepPrune(PrefixPolicy):
     name = "deepprune"
     needs_judge = True
+    matched_controls = True  # replay pairs it with random controls at its own budget
 
     def __init__(self, params: DeepPruneParams | None = None, **kw):
         self.params = params or DeepPruneParams(**kw)

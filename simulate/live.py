@@ -23,6 +23,7 @@ to the cache is left to the caller (`dp.cli_live`).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from dataclasses import dataclass, field
 
@@ -31,15 +32,10 @@ import numpy as np
 from dp.answers import extract_answer, group_answers, is_correct, majority
 from dp.errors import DPError
 from dp.judge.base import Prefix
-from dp.judge.truncation import (
-    TruncationKind,
-    TruncationRule,
-    decision_point,
-    prefix_text,
-    word_end,
-)
+from dp.judge.truncation import TruncationRule, prefix_text
 from dp.seeds import derive
 from dp.seeds import rng as make_rng
+from dp.simulate.arrival import Arrival
 from dp.simulate.context import ProblemContext
 from dp.simulate.scores import PairScores
 from dp.types import FinishReason, Problem, TraceRecord
@@ -64,15 +60,10 @@ class ProblemLive:
     notes: list[str] = field(default_factory=list)
 
 
-def arrived_at(rule: TruncationRule, engine, stream) -> int | None:
-    """Decision point (tokens) of a stream, or None while it is not reached yet."""
-    done = stream.finish is not None
-    if rule.kind == TruncationKind.TOKENS:
-        return min(rule.k, stream.n) if (stream.n >= rule.k or done) else None
-    text, offsets = engine.text(stream)
-    if word_end(text, rule.k, rule.words) is None and not done:
-        return None
-    return decision_point(rule, text, offsets)
+def live_prefix_id(problem_id: str, t: int) -> int:
+    """A negative trace id for live prefix t of a problem, distinct across problems (judge-score keys)."""
+    base = int.from_bytes(hashlib.blake2b(problem_id.encode(), digest_size=5).digest(), "big")
+    return -(base * 65536 + t + 1)
 
 
 async def run_problem(engine, policy, judge, rule: TruncationRule, problem: Problem, seeds: list[int],
@@ -107,8 +98,8 @@ async def run_problem(engine, policy, judge, rule: TruncationRule, problem: Prob
 
     async def on_arrival(t: int, d: int) -> None:
         arrived[t] = True
-        text, offsets = engine.text(streams[t])
-        prefixes[t] = Prefix(-(t + 1), prefix_text(text, offsets, d), int(d), -1)
+        text, offsets = engine.text(streams[t])  # once per trace, at its decision point
+        prefixes[t] = Prefix(live_prefix_id(problem.problem_id, t), prefix_text(text, offsets, d), int(d), -1)
         decision[t] = d
         arrival.append(t)
         t0 = time.perf_counter()
@@ -125,13 +116,15 @@ async def run_problem(engine, policy, judge, rule: TruncationRule, problem: Prob
                     extra.append(asyncio.ensure_future(resume(i)))
 
     async def consume(t: int) -> None:
+        detector = Arrival(rule, engine.token_text)
         async for s in engine.stream(streams[t], prompt_ids, spec, seeds[t]):
             if not arrived[t]:
-                d = arrived_at(rule, engine, s)
+                d = detector.feed(s.ids[len(detector.ids):], done=s.finish is not None)
                 if d is not None:
                     await on_arrival(t, d)
         if not arrived[t]:
-            await on_arrival(t, arrived_at(rule, engine, streams[t]) or streams[t].n)
+            d = detector.feed(streams[t].ids[len(detector.ids):], done=True)
+            await on_arrival(t, d if d is not None else streams[t].n)
 
     async def resume(t: int) -> None:
         await tasks[t]  # the first request has ended: nothing else appends to this stream
@@ -158,7 +151,10 @@ async def run_problem(engine, policy, judge, rule: TruncationRule, problem: Prob
             records[t].finish_reason = FinishReason.ABORT
     answers = [extract_answer(r.text, problem.kind) if finished[t] else None for t, r in enumerate(records)]
     classes = group_answers(answers, problem.kind)
-    win = majority(classes)
+    ranks = np.empty(n, dtype=np.int64)
+    ranks[np.asarray(arrival, dtype=np.int64)] = np.arange(n)
+    weights = policy.weights(state)
+    win = majority(classes, ranks, None if weights is None else weights[0])  # the policy's vote, ties by arrival
     ok = win >= 0 and bool(is_correct(answers[int(np.flatnonzero(classes == win)[0])], problem.gold, problem.kind))
     pairs = policy.pairs(state)
     return ProblemLive(

@@ -45,3 +45,13 @@ def make_policy(name: str, **settings):
     policy.name = name
     policy.judge_override = POLICIES[name][3]
     return policy
+
+
+def setting_names(policies=None) -> set[str]:
+    """The settings the named policies (default: all) take."""
+    out: set[str] = set()
+    for name in POLICIES if policies is None else policies:
+        params_cls = POLICIES[name][1]
+        if params_cls is not None:
+            out |= {f.name for f in dataclasses.fields(params_cls)} - set(POLICIES[name][2])
+    return out

@@ -4,7 +4,9 @@ Per problem, R arrival orders are drawn from a seeded generator (the same orders
 for every policy: common random numbers), or one order by decision point
 (`prefix-length`, what equal-speed parallel decoding gives). Each policy returns
 a Plan; this module turns plans into tokens, accuracy and pass rate, each with
-its mean and spread over orders. It never generates and never writes traces.
+its mean and spread over orders, and pairs DeepPrune with its matched random
+controls (`dp.simulate.matched`) on the same orders. Votes break ties by arrival
+(`dp.answers.majority_rows`), never by file order. It never generates and never writes traces.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dp.answers import majority_rows
+from dp.answers import arrival_ranks, majority_rows
 from dp.errors import DPError
 from dp.seeds import rng as make_rng
 from dp.simulate.context import ProblemContext
+from dp.simulate.matched import CONTROLS, controls
+from dp.simulate.policy import PrefixPolicy
 from dp.simulate.scores import PairScores
 
 ORDER_KINDS = ("random", "prefix-length")
@@ -53,55 +57,129 @@ class PolicyResult:
     order_kind: str
     seed: int
     problems: int
+    prefix_share: float | None = None  # prefix policies: mean decision point / mean trace length
+    judge_in_sample: bool | None = None  # judged policies: was the judge trained on these problems
+    controls: dict = field(default_factory=dict)  # matched controls and paired differences (flat keys)
+    warnings: list[str] = field(default_factory=list)
     per_problem: list[dict] = field(default_factory=list)
 
     def summary(self) -> dict:
         d = dataclasses.asdict(self)
         d.pop("per_problem")
+        d.update(d.pop("controls"))
         return d
+
+
+@dataclass
+class _Outcome:
+    """One plan scored on one problem, per arrival order."""
+
+    accuracy: np.ndarray  # (R,) bool, the vote's answer is correct
+    passed: np.ndarray  # (R,) bool, a correct answer is among the voters
+    tokens: np.ndarray  # (R,) int64 tokens generated
+
+
+def _score(ctx: ProblemContext, plan, ranks: np.ndarray) -> _Outcome:
+    stop = np.minimum(plan.stop_at, ctx.lengths[None, :])
+    winner = majority_rows(ctx.classes, plan.voters, ranks, plan.weights)
+    class_ok = _class_correct(ctx)
+    acc = np.where(winner >= 0, class_ok[np.maximum(winner, 0)], False)
+    passed = (plan.voters & ctx.correct[None, :]).any(axis=1)
+    return _Outcome(acc, passed, stop.sum(axis=1))
 
 
 def replay(policy, contexts: list[ProblemContext], orders: int = 50, order_kind: str = "random",
            seed: int = 0, judge_contexts: list[ProblemContext] | None = None) -> PolicyResult:
     """Replay `policy` on every problem; `judge_contexts` replace `contexts` where the
-    policy brings its own judge (the oracle bound)."""
+    policy brings its own judge (the oracle bound).
+
+    `order_kind="prefix-length"` orders traces by decision point for prefix policies
+    only; DeepConf's warm-up, ESC and adaptive always sample in random orders.
+    Policies with `matched_controls = True` (DeepPrune) are paired with the controls of
+    `dp.simulate.matched` on the same orders.
+    """
     ctxs = judge_contexts or contexts
-    acc_rows, pass_rows, tok_rows, pair_rows, per_problem = [], [], [], [], []
+    is_prefix = isinstance(policy, PrefixPolicy)
+    kind = order_kind if is_prefix else "random"
+    paired = bool(getattr(policy, "matched_controls", False))
+    outs: dict[str, list[_Outcome]] = {"policy": [], **({c: [] for c in CONTROLS} if paired else {})}
+    pair_rows, per_problem = [], []
     full = 0
     for ctx in ctxs:
         if getattr(policy, "needs_judge", False) and ctx.scores is None:
             raise DPError(f"policy '{policy.name}' needs a judge")
-        ords = make_orders(ctx, orders, order_kind, seed)
+        ords = make_orders(ctx, orders, kind, seed)
+        ranks = arrival_ranks(ords)
         plan = policy.plan(ctx, ords, make_rng(seed, policy.name, ctx.problem_id))
-        stop = np.minimum(plan.stop_at, ctx.lengths[None, :])
-        winner = majority_rows(ctx.classes, plan.voters, plan.weights)
-        class_ok = _class_correct(ctx)
-        acc = np.where(winner >= 0, class_ok[np.maximum(winner, 0)], False)
-        passed = (plan.voters & ctx.correct[None, :]).any(axis=1)
-        tokens = stop.sum(axis=1)
-        pairs = plan.judge_pairs if plan.judge_pairs is not None else np.zeros(len(tokens))
-        acc_rows.append(acc)
-        pass_rows.append(passed)
-        tok_rows.append(tokens)
+        out = _score(ctx, plan, ranks)
+        outs["policy"].append(out)
+        if paired:
+            ctl = controls(ctx.lengths, ctx.decision, plan.voters,
+                           make_rng(seed, "matched", policy.name, ctx.problem_id), policy.accounting)
+            for name, cplan in ctl.items():
+                outs[name].append(_score(ctx, cplan, ranks))
+        pairs = plan.judge_pairs if plan.judge_pairs is not None else np.zeros(len(out.tokens))
         pair_rows.append(pairs)
         full += int(ctx.lengths.sum())
         per_problem.append({
-            "problem_id": ctx.problem_id, "tokens": float(tokens.mean()), "full_tokens": int(ctx.lengths.sum()),
-            "accuracy": float(acc.mean()), "pass_rate": float(passed.mean()),
+            "problem_id": ctx.problem_id, "tokens": float(out.tokens.mean()), "full_tokens": int(ctx.lengths.sum()),
+            "accuracy": float(out.accuracy.mean()), "pass_rate": float(out.passed.mean()),
             "judge_pairs": float(np.mean(pairs)),
+            **({f"{c}_accuracy": float(outs[c][-1].accuracy.mean()) for c in CONTROLS} if paired else {}),
         })
-    acc = np.stack(acc_rows, axis=1).astype(float)  # (R, P)
-    tok = np.stack(tok_rows, axis=1).sum(axis=1).astype(float)  # (R,)
+    acc, tok, passed = _totals(outs["policy"])
     pairs = np.stack(pair_rows, axis=1).sum(axis=1).astype(float)
+    prefix_share = None
+    if is_prefix:
+        lengths = sum(int(c.lengths.sum()) for c in ctxs)
+        prefix_share = float(sum(int(c.decision.sum()) for c in ctxs) / lengths) if lengths else None
     return PolicyResult(
         policy=policy.name, params=dict(getattr(policy, "params_dict", {})),
         tokens=float(tok.mean()), tokens_std=float(tok.std()), full_tokens=float(full),
         token_reduction=float(1.0 - tok.mean() / full) if full else 0.0,
-        accuracy=float(acc.mean(axis=1).mean()), accuracy_std=float(acc.mean(axis=1).std()),
-        pass_rate=float(np.stack(pass_rows, axis=1).mean()), judge_pairs=float(pairs.mean()),
-        orders=int(acc.shape[0]), order_kind=order_kind, seed=seed, problems=len(ctxs),
+        accuracy=float(acc.mean()), accuracy_std=float(acc.std()),
+        pass_rate=float(passed), judge_pairs=float(pairs.mean()),
+        orders=int(acc.shape[0]), order_kind=kind, seed=seed, problems=len(ctxs),
+        prefix_share=prefix_share,
+        controls=_paired(outs, acc, tok, full) if paired else {},
         per_problem=per_problem,
     )
+
+
+def _totals(outs: list[_Outcome]) -> tuple[np.ndarray, np.ndarray, float]:
+    """(R,) accuracy over problems, (R,) tokens summed over problems, pass rate over all."""
+    acc = np.stack([o.accuracy for o in outs], axis=1).astype(float).mean(axis=1)
+    tok = np.stack([o.tokens for o in outs], axis=1).sum(axis=1).astype(float)
+    passed = float(np.stack([o.passed for o in outs], axis=1).mean())
+    return acc, tok, passed
+
+
+def _mean_se(x: np.ndarray) -> tuple[float, float | None]:
+    """Mean and standard error over orders (None with a single order)."""
+    return float(x.mean()), (float(x.std(ddof=1) / np.sqrt(x.size)) if x.size > 1 else None)
+
+
+def _paired(outs: dict, acc: np.ndarray, tok: np.ndarray, full: int) -> dict:
+    """The controls' tokens/accuracy and the paired differences policy minus control.
+
+    Keys, for `matched` (count-matched) and `token_matched`: {c}_tokens,
+    {c}_token_reduction, {c}_accuracy, {c}_pass_rate, {c}_accuracy_diff (+ _se),
+    {c}_tokens_diff (+ _se): differences are the policy minus the control, per order,
+    averaged over orders, with their standard error over orders.
+    """
+    d: dict = {}
+    for c in CONTROLS:
+        cacc, ctok, cpass = _totals(outs[c])
+        da, da_se = _mean_se(acc - cacc)
+        dt, dt_se = _mean_se(tok - ctok)
+        d.update({
+            f"{c}_tokens": float(ctok.mean()),
+            f"{c}_token_reduction": float(1.0 - ctok.mean() / full) if full else 0.0,
+            f"{c}_accuracy": float(cacc.mean()), f"{c}_pass_rate": cpass,
+            f"{c}_accuracy_diff": da, f"{c}_accuracy_diff_se": da_se,
+            f"{c}_tokens_diff": dt, f"{c}_tokens_diff_se": dt_se,
+        })
+    return d
 
 
 def _class_correct(ctx: ProblemContext) -> np.ndarray:

@@ -18,10 +18,12 @@ import numpy as np
 from dp.cache.store import Cache
 from dp.errors import DPError
 from dp.judge.base import load_judge
+from dp.judge.crossfit import crossfit_judges
+from dp.judge.insample import in_sample, warning
 from dp.judge.truncation import TruncationRule
 from dp.provenance import stamp
 from dp.simulate.context import build_contexts
-from dp.simulate.registry import POLICIES, make_policy
+from dp.simulate.registry import POLICIES, make_policy, setting_names
 from dp.simulate.replay import PolicyResult, replay, with_judge
 
 INT_PARAMS = {"K", "K1", "K2", "K3", "keep", "window", "conf_window", "warmup"}
@@ -64,27 +66,54 @@ class SimSettings:
     params: dict | None = None  # tau, K, K1, K2, K3, final, when_full, accounting, keep, ...
     sweep: tuple[str, ...] = ()
     limit: int | None = None
+    crossfit: int | None = None  # K: judges trained on folds of the run's problems (trainable types)
+
+
+def _validate(s: SimSettings, grid_axes: list[tuple[str, list]]) -> None:
+    """Unknown policies, settings, sweep axes and limits are one-line errors, before any work."""
+    for name in s.policies:
+        if name not in POLICIES:
+            raise DPError(f"unknown policy '{name}'; known: {', '.join(sorted(POLICIES))}")
+    known = setting_names()
+    chosen = setting_names(s.policies)
+    for key in s.params or {}:
+        if key not in known:
+            raise DPError(f"unknown setting '{key}'; known: {', '.join(sorted(known))}")
+    for name, _ in grid_axes:
+        if name not in chosen:
+            raise DPError(f"cannot sweep '{name}': not a setting of {', '.join(s.policies)} "
+                          f"(their settings: {', '.join(sorted(chosen)) or 'none'})")
+    if s.limit is not None and s.limit < 1:
+        raise DPError(f"limit must be >= 1, got {s.limit}")
+    if s.orders < 1:
+        raise DPError(f"orders must be >= 1, got {s.orders}")
 
 
 def simulate(cache: Cache, s: SimSettings, store: bool = True) -> list[PolicyResult]:
     """Replay every policy (at every grid point) on run `s.run`; store the points if asked."""
     cache.run_info(s.run)  # an unknown run fails first, with the runs that exist
-    for name in s.policies:
-        if name not in POLICIES:
-            raise DPError(f"unknown policy '{name}'; known: {', '.join(sorted(POLICIES))}")
-    rule = TruncationRule.parse(s.truncate)
     grid_axes = [parse_sweep(x) for x in s.sweep]
+    _validate(s, grid_axes)
+    rule = TruncationRule.parse(s.truncate)
     base = dict(s.params or {})
     probes = [make_policy(n, **base) for n in s.policies]  # validates settings before any work
     needs_judge = any(p.needs_judge and p.judge_override is None for p in probes)
     needs_conf = any(getattr(p, "needs_confidence", False) for p in probes)
-    judge = load_judge(s.judge, seed=s.seed) if needs_judge else None
+    judge, judge_info = None, {}
+    if needs_judge and s.crossfit:
+        judge = crossfit_judges(cache, s.run, s.judge, rule, s.crossfit, s.seed)
+        judge_info = {"judge": judge.name, "judge_in_sample": False, **judge.describe()}
+    elif needs_judge:
+        judge = load_judge(s.judge, seed=s.seed)
+        questions = [p.question for p in cache.problems(s.run)]
+        judge_info = {"judge": judge.name, "judge_in_sample": in_sample(judge, s.run, questions)}
     any_judge = judge or (load_judge("oracle") if any(p.judge_override for p in probes) else None)
     contexts = build_contexts(cache, s.run, rule, any_judge, confidence=needs_conf, limit=s.limit)
     overrides = {}
     for p in probes:
         if p.judge_override and p.judge_override not in overrides:
             overrides[p.judge_override] = with_judge(contexts, load_judge(p.judge_override, seed=s.seed), rule, cache)
+    accounting = base.get("accounting", "paper")
     results = []
     names = [n for n, _ in grid_axes]
     for values in itertools.product(*[v for _, v in grid_axes]) if grid_axes else [()]:
@@ -95,12 +124,34 @@ def simulate(cache: Cache, s: SimSettings, store: bool = True) -> list[PolicyRes
                 continue  # a policy the swept parameter does not touch runs once
             res = replay(policy, contexts, orders=s.orders, order_kind=s.order_kind, seed=s.seed,
                          judge_contexts=overrides.get(policy.judge_override))
+            res.params.setdefault("accounting", accounting)
             if policy.needs_judge:
-                res.params.update(judge=policy.judge_override or s.judge, truncate=str(rule))
+                info = ({"judge": policy.judge_override, "judge_in_sample": False} if policy.judge_override
+                        else judge_info)
+                res.params.update(truncate=str(rule), judge_arg=policy.judge_override or s.judge, **info)
+                res.judge_in_sample = bool(info.get("judge_in_sample"))
+            res.warnings += _warnings(res, policy, contexts, rule)
             results.append(res)
     if store and cache.write:
         store_points(cache, s.run, results)
     return results
+
+
+def _warnings(res: PolicyResult, policy, contexts, rule) -> list[str]:
+    """Settings under which a prefix policy cannot prune, and in-sample judges, in words."""
+    out = []
+    if res.prefix_share is not None and res.prefix_share > 0.5 and res.policy != "cons":
+        out.append(f"{res.policy}: the prefix rule {rule} covers {100 * res.prefix_share:.0f}% of the mean "
+                   f"trace (prefix_share {res.prefix_share:.2f}): little is left to prune; use a shorter rule")
+    K2 = res.params.get("K2")
+    if K2 is not None and res.params.get("final") == "largest":
+        small = sum(c.n <= K2 for c in contexts)
+        if small:
+            out.append(f"{res.policy}: N <= K2 = {K2} on {small} of {len(contexts)} problems: the largest "
+                       f"cluster finishes whole, only other clusters are pruned")
+    if res.params.get("judge_in_sample"):
+        out.append(warning(str(res.params.get("judge")), "this run").replace("warning: ", f"{res.policy}: "))
+    return out
 
 
 def _uses_any(policy, names) -> bool:

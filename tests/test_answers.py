@@ -5,7 +5,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dp.answers import equivalent, extract_answer, group_answers, is_correct, majority, normalize
+from dp.answers import (
+    arrival_ranks,
+    equivalent,
+    extract_answer,
+    group_answers,
+    is_correct,
+    majority,
+    majority_rows,
+    normalize,
+    tie_expected_correct,
+)
 from dp.types import AnswerKind
 
 E, N, C, S = AnswerKind.EXPRESSION, AnswerKind.NUMBER, AnswerKind.CHOICE, AnswerKind.STRING
@@ -110,21 +120,46 @@ def test_group_answers_choice():
     assert group_answers(["B", "(B)", "C", None, "b"], C).tolist() == [0, 0, 1, -1, 0]
 
 
-def test_majority_ties_go_to_first_class():
-    assert majority(np.array([1, 0, 1, 0, -1])) == 0  # 2 vs 2: class 0 appeared first
-    assert majority(np.array([2, 1, 1, 2, 2])) == 2
-    assert majority(np.array([-1, -1])) == -1
-    assert majority(np.array([], dtype=np.int32)) == -1
+def test_majority_ties_go_to_the_earliest_arrival_not_the_file_order():
+    classes = np.array([1, 0, 1, 0, -1])
+    # 2 vs 2. The old rule gave class 0 (smallest id = first in the file) whatever the order.
+    assert majority(classes, arrival=np.array([0, 1, 2, 3, 4])) == 1  # trace 0 (class 1) arrived first
+    assert majority(classes, arrival=np.array([4, 0, 1, 2, 3])) == 0  # trace 1 (class 0) arrived first
+    assert majority(classes, arrival=np.array([1, 3, 2, 0, 4])) == 0  # trace 3 (class 0) first
+    assert majority(np.array([2, 1, 1, 2, 2]), arrival=np.arange(5)[::-1]) == 2  # no tie: counts decide
+    assert majority(np.array([-1, -1]), arrival=np.arange(2)) == -1
+    assert majority(np.array([], dtype=np.int32), arrival=np.zeros(0)) == -1
+    # a non-voter arriving first does not count: only voters' arrivals break ties
+    voters = np.array([[True, True, True, True, False]])
+    assert majority_rows(np.array([0, 1, 0, 1, 1]), voters, np.array([[3, 1, 0, 2, -9]]))[0] == 0
 
 
 def test_majority_weighted():
     classes = np.array([0, 1, 1, -1])
-    assert majority(classes, np.array([3.0, 1.0, 1.0, 100.0])) == 0  # -1 never votes
-    assert majority(classes, np.array([1.0, 0.5, 0.5, 0.0])) == 0  # 1.0 vs 1.0: first wins
-    assert majority(classes, np.array([1.0, 0.6, 0.5, 0.0])) == 1
-    assert majority(np.array([0, 2]), np.array([-1.0, -2.0])) == 0  # absent class 1 cannot win
+    order = np.arange(4)
+    assert majority(classes, order, np.array([3.0, 1.0, 1.0, 100.0])) == 0  # -1 never votes
+    assert majority(classes, order, np.array([1.0, 0.5, 0.5, 0.0])) == 0  # 1.0 vs 1.0: trace 0 arrived first
+    assert majority(classes, np.array([3, 0, 1, 2]), np.array([1.0, 0.5, 0.5, 0.0])) == 1  # now trace 1 did
+    assert majority(classes, order, np.array([1.0, 0.6, 0.5, 0.0])) == 1
+    assert majority(np.array([0, 2]), np.arange(2), np.array([-1.0, -2.0])) == 0  # absent class 1 cannot win
     with pytest.raises(ValueError):
-        majority(classes, np.array([1.0, np.nan, 1.0, 1.0]))
+        majority(classes, order, np.array([1.0, np.nan, 1.0, 1.0]))
+
+
+def test_arrival_ranks_invert_orders():
+    orders = np.array([[2, 0, 1], [0, 1, 2]])
+    assert arrival_ranks(orders).tolist() == [[1, 2, 0], [0, 1, 2]]
+
+
+def test_tie_rule_over_random_orders_is_a_uniform_tie_break():
+    # 3 answers tied at 2 votes each, one correct: a uniform tie-break is right 1/3 of the time.
+    classes = np.array([0, 1, 2, 0, 1, 2, -1])
+    g = np.random.default_rng(7)
+    orders = np.argsort(g.random((6000, classes.size)), axis=1)
+    winners = majority_rows(classes, np.ones(orders.shape, dtype=bool), arrival_ranks(orders))
+    assert abs((winners == 2).mean() - 1 / 3) < 0.02
+    assert tie_expected_correct(classes, {2})[0] == pytest.approx(1 / 3)
+    assert tie_expected_correct(np.array([0, 0, 1]), {1})[0] == 0.0  # no tie: the majority is wrong
 
 
 def test_is_correct_missing_stays_missing():

@@ -63,7 +63,7 @@ def made(tmp_path_factory):
     r = invoke("figures", "--cache", cache, "--out", out, "--judge", "jaccard", "--orders", ORDERS,
                "--seed", 7, "--truncate", TRUNCATE, "--json")
     assert r.exit_code == 0, r.output
-    return cache, out, json.loads(r.output)
+    return cache, out, json.loads(r.stdout)
 
 
 def _report(out) -> dict:
@@ -132,7 +132,7 @@ def _simulate(cache, *args) -> list[dict]:
     r = invoke("simulate", "--cache", cache, "--judge", "jaccard", "--orders", ORDERS, "--seed", 7,
                "--truncate", TRUNCATE, "--no-store", "--json", *args)
     assert r.exit_code == 0, r.output
-    return json.loads(r.output)
+    return json.loads(r.stdout)
 
 
 def test_threshold_and_main_table_equal_dp_simulate(made):
@@ -163,7 +163,7 @@ def test_second_call_reads_the_stored_points(made, tmp_path):
     r = invoke("figures", "--cache", cache, "--out", tmp_path, "--judge", "jaccard", "--orders", ORDERS,
                "--seed", 7, "--truncate", TRUNCATE, "--run", "plain", "--json")
     assert r.exit_code == 0, r.output
-    points = json.loads(r.output)["points"]
+    points = json.loads(r.stdout)["points"]
     assert points["computed"] == 0 and points["reused"] > 0
     with duckdb.connect(str(cache), read_only=True) as con:
         assert con.execute(count).fetchall()[0][0] == before

@@ -18,7 +18,7 @@ def _raw(path):
 def _info(cache, run):
     r = invoke("cache", "info", "--cache", cache, "--run", run, "--json")
     assert r.exit_code == 0, r.output
-    (row,) = json.loads(r.output)["runs"]
+    (row,) = json.loads(r.stdout)["runs"]
     return row
 
 
@@ -79,7 +79,7 @@ def test_generic_with_given_answers(tmp_path):
     cache = tmp_path / "c.duckdb"
     r = invoke("import", f, "--run", "g", "--cache", cache, "--json")
     assert r.exit_code == 0, r.output
-    out = json.loads(r.output)
+    out = json.loads(r.stdout)
     assert out["traces"] == 3 and out["model"] == "mine"
     assert out["trace_accuracy"] == pytest.approx(1 / 3)
 

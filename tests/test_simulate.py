@@ -112,6 +112,51 @@ def test_cons_has_zero_reduction_and_random_keeps_budget():
     assert ((plan.stop_at == np.where(plan.voters, [10, 20, 30, 40], 10)).all())
 
 
+def test_cons_on_ties_is_the_expected_value_of_a_random_tie_break():
+    # Hand computation. Problem A: answers 0,0,1,1 with class 1 correct -> a fair tie-break is
+    # right half the time. Problem B: 0,1,2 with class 2 correct -> right a third of the time.
+    # Problem C: 1,1,0 (class 1 correct, no tie) -> always right. Expected: (1/2 + 1/3 + 1) / 3.
+    a = ctx_of([0, 0, 1, 1], correct_class=1)
+    b = ctx_of([0, 1, 2], correct_class=2)
+    c = ctx_of([1, 1, 0], correct_class=1)
+    for k, ctx in enumerate((a, b, c)):
+        ctx.problem_id = f"p{k}"
+    res = replay(Consensus(), [a, b, c], orders=4000, seed=3)
+    assert res.accuracy == pytest.approx((1 / 2 + 1 / 3 + 1) / 3, abs=0.01)
+    # the old rule (smallest class id) gave problems A and B to class 0: accuracy 1/3
+
+
+def test_matched_controls_finish_as_many_traces_and_spend_no_more():
+    from dp.simulate.matched import count_matched, token_matched
+
+    lengths, decision = np.array([100, 50, 80, 20, 60]), np.array([10, 5, 8, 2, 6])
+    finished = np.array([[True, False, True, False, False], [False, False, False, True, False]])
+    g = np.random.default_rng(0)
+    cm = count_matched(lengths, decision, finished, g)
+    assert cm.voters.sum(axis=1).tolist() == [2, 1]
+    assert (cm.stop_at == np.where(cm.voters, lengths, decision)).all()  # every trace pays its prefix
+    tm = token_matched(lengths, decision, finished, g)
+    extra = lengths - decision
+    budget = (finished * extra).sum(axis=1)  # [162, 18]
+    assert budget.tolist() == [162, 18]
+    spent = (tm.voters * extra).sum(axis=1)
+    assert (spent <= budget).all() and tm.voters[1].sum() <= 1
+
+
+def test_deepprune_rows_carry_paired_differences():
+    ctx = ctx_of([0, 0, 1, 0, 1, 2, 0, 0])
+    res = replay(DeepPrune(tau=0.5, K2=2), [ctx], orders=20, seed=1).summary()
+    for c in ("matched", "token_matched"):
+        for k in ("tokens", "token_reduction", "accuracy", "pass_rate", "accuracy_diff", "accuracy_diff_se",
+                  "tokens_diff", "tokens_diff_se"):
+            assert f"{c}_{k}" in res, f"{c}_{k}"
+    # count-matched: the same number of finished traces and prefixes -> the same tokens exactly here
+    assert res["matched_tokens"] == res["tokens"] and res["matched_tokens_diff"] == 0.0
+    assert res["accuracy"] - res["matched_accuracy"] == pytest.approx(res["matched_accuracy_diff"])
+    assert res["prefix_share"] == pytest.approx(10 / 100)
+    assert "matched_tokens" not in replay(Consensus(), [ctx], orders=2).summary()
+
+
 def test_esc_stops_at_first_unanimous_window():
     ctx = ctx_of([0, 0, 1, 0, 0] + [0] * 5 + [1] * 5, lengths=np.arange(1, 16))
     plan = ESC(window=5).plan(ctx, np.arange(15)[None, :], RNG)
@@ -153,7 +198,7 @@ def test_real_traces_whole_table_and_oracle_bound(real_cache):
                "--policy", "esc", "--policy", "adaptive", "--policy", "random", "--K2", "4",
                "--judge", "jaccard")
     assert r.exit_code == 0, r.output
-    rows = {row["policy"]: row for row in json.loads(r.output)}
+    rows = {row["policy"]: row for row in json.loads(r.stdout)}
     for row in rows.values():
         assert {"policy", "tokens", "token_reduction", "accuracy", "accuracy_std", "pass_rate",
                 "judge_pairs"} <= row.keys()
@@ -166,7 +211,7 @@ def test_real_traces_whole_table_and_oracle_bound(real_cache):
 
 
 def test_oracle_with_large_k_gives_the_majority_answer(real_cache):
-    from dp.answers import majority
+    from dp.answers import arrival_ranks, majority
     from dp.cache.store import Cache
     from dp.judge.truncation import TruncationRule
     from dp.simulate.context import build_contexts
@@ -178,10 +223,11 @@ def test_oracle_with_large_k_gives_the_majority_answer(real_cache):
         counts = np.bincount(ctx.classes[ctx.classes >= 0])
         if counts.size == 0 or (counts == counts.max()).sum() > 1:
             continue  # ties: cons@N itself depends on the tie rule
-        plan = policy.plan(ctx, np.random.default_rng(0).permuted(np.tile(np.arange(ctx.n), (5, 1)), axis=1),
-                           np.random.default_rng(1))
-        winners = {int(majority(ctx.classes[plan.voters[r]])) for r in range(5)}
-        assert winners == {majority(ctx.classes)}
+        orders = np.random.default_rng(0).permuted(np.tile(np.arange(ctx.n), (5, 1)), axis=1)
+        plan = policy.plan(ctx, orders, np.random.default_rng(1))
+        ranks = arrival_ranks(orders)
+        winners = {int(majority(ctx.classes[plan.voters[r]], ranks[r][plan.voters[r]])) for r in range(5)}
+        assert winners == {majority(ctx.classes, ranks[0])}
 
 
 def test_bad_settings_are_one_line_errors(real_cache):
