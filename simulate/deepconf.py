@@ -58,6 +58,10 @@ class DeepConf:
         score = np.array([m[-1] if m.size else np.nan for _, m in profiles])  # lowest group confidence
         R, N = orders.shape
         warm = orders[:, : min(p.warmup, N)]
+        bad = np.unique(warm[np.isnan(score[warm])])
+        if bad.size:
+            raise DPError(f"DeepConf: warm-up trace(s) {', '.join(map(str, bad[:5].tolist()))} of problem "
+                          f"'{ctx.problem_id}' have no token confidence (empty trace?); cannot set a threshold")
         thr = np.percentile(score[warm], p.percentile, axis=1)  # (R,)
         is_warm = np.zeros((R, N), dtype=bool)
         np.put_along_axis(is_warm, warm, True, axis=1)

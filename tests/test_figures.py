@@ -149,9 +149,14 @@ def test_threshold_and_main_table_equal_dp_simulate(made):
         names = [p for p in policies if run == "conf" or not p.startswith("deepconf")]
         sim = _simulate(cache, "--run", run, "--tau", "0.5", *sum((["--policy", p] for p in names), []))
         fig = {r["policy"]: r for r in data["main_table"]["rows"] if r["run"] == run}
-        assert sorted(fig) == sorted(names)
+        matched = ["deepprune matched-random", "deepprune-oracle matched-random"]
+        assert sorted(fig) == sorted(names + matched)
         for row in sim:
             assert {k: fig[row["policy"]][k] for k in KEYS} == {k: row[k] for k in KEYS}, row["policy"]
+            if row["policy"].startswith("deepprune"):  # the paired control, as dp simulate prints it
+                ctl = fig[row["policy"] + " matched-random"]
+                assert (ctl["accuracy"], ctl["tokens"]) == (row["matched_accuracy"], row["matched_tokens"])
+                assert fig[row["policy"]]["diff_vs_matched"] == row["matched_accuracy_diff"]
         assert fig["deepprune"]["token_reduction"] > 0 and fig["cons"]["token_reduction"] == 0
 
 

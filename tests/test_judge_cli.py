@@ -41,7 +41,7 @@ def test_help():
 def test_pairs_json_and_jsonl(cache_path, tmp_path):
     out = tmp_path / "pairs.jsonl"
     res = json.loads(ok("judge", "pairs", "--cache", cache_path, "--run", "qwen", "--truncate", "tokens:60",
-                        "--out", out, "--json").output)
+                        "--out", out, "--json").stdout)
     assert res["pairs"] == 336 and 0 < res["positive_rate"] < 1 and res["problems"] == 12
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 336 and {"trace_a", "trace_b", "label", "prefix_a", "prefix_b"} <= rows[0].keys()
@@ -50,7 +50,7 @@ def test_pairs_json_and_jsonl(cache_path, tmp_path):
 
 def test_eval_oracle_json_keys(cache_path):
     res = json.loads(ok("judge", "eval", "--cache", cache_path, "--run", "qwen", "--judge", "oracle",
-                        "--truncate", "tokens:60", "--json").output)
+                        "--truncate", "tokens:60", "--json").stdout)
     assert {"auroc", "tnr_at_fnr_0_2", "pairs", "positive_rate", "judge", "run", "truncate", "seed"} <= res.keys()
     assert res["auroc"] == 1.0 and res["tnr_at_fnr_0_2"] == 1.0 and res["pairs"] == 336
 
@@ -58,14 +58,14 @@ def test_eval_oracle_json_keys(cache_path):
 def test_train_then_eval_uses_the_score_cache(cache_path, tmp_path):
     out = tmp_path / "judge"
     res = json.loads(ok("judge", "train", "--cache", cache_path, "--run", "qwen", "--judge", "features",
-                        "--truncate", "tokens:60", "--out", out, "--json").output)
+                        "--truncate", "tokens:60", "--out", out, "--json").stdout)
     assert res["pairs"] > 336 and res["train_auroc"] > 0.6  # label-0 pairs doubled
     spec = json.loads((out / "judge.json").read_text())
     assert spec["trained_on"]["runs"] == ["qwen"] and spec["trained_on"]["seed"] == 0
     assert spec["train_metrics"]["auroc"] == pytest.approx(res["train_auroc"])
     args = ["judge", "eval", "--cache", cache_path, "--run", "qwen", "--judge", out, "--truncate", "tokens:60", "--json"]
-    first = json.loads(ok(*args).output)
-    second = json.loads(ok(*args).output)
+    first = json.loads(ok(*args).stdout)
+    second = json.loads(ok(*args).stdout)
     assert first["scores_computed"] == 336 and second["scores_computed"] == 0 and second["scores_cached"] == 336
     assert first["auroc"] == second["auroc"] == pytest.approx(res["train_auroc"])
 

@@ -237,3 +237,71 @@ def test_bad_settings_are_one_line_errors(real_cache):
         r = invoke("simulate", "--cache", real_cache, "--run", "qwen", "--orders", "2", *args)
         assert r.exit_code != 0 and msg in r.output, (args, r.output)
         assert len(r.output.strip().splitlines()) == 1
+
+
+def test_in_sample_judges_are_flagged_and_crossfit_is_not(real_cache):
+    # the shipped default judge was trained on the two shared files: in-sample on both
+    r = invoke("judge", "eval", "--cache", real_cache, "--run", "qwen", "--judge", "features",
+               "--truncate", "tokens:100", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["judge_in_sample"] is True and "in-sample" in r.stderr
+    r = invoke("judge", "eval", "--cache", real_cache, "--run", "qwen", "--judge", "jaccard",
+               "--truncate", "tokens:100", "--json")
+    assert json.loads(r.stdout)["judge_in_sample"] is False and "in-sample" not in r.stderr
+    r = invoke("judge", "eval", "--cache", real_cache, "--run", "qwen", "--judge", "features", "--crossfit", "5",
+               "--truncate", "tokens:100", "--json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["judge_in_sample"] is False and out["crossfit"] == 5 and len(set(out["fold_judges"])) == 5
+    assert 0.5 < out["auroc"] < 1.0 and "in-sample" not in r.stderr
+    r = invoke("simulate", "--cache", real_cache, "--run", "qwen", "--policy", "deepprune", "--K2", "4",
+               "--truncate", "tokens:100", "--orders", "3", "--no-store", "--json")
+    row = json.loads(r.stdout)[0]
+    assert row["judge_in_sample"] is True and "in-sample" in r.stderr
+    assert row["params"]["judge"] == "features:5a3e3a0f" and row["params"]["judge_arg"] == "features"
+    r = invoke("simulate", "--cache", real_cache, "--run", "qwen", "--policy", "deepprune", "--K2", "4",
+               "--truncate", "tokens:100", "--orders", "3", "--no-store", "--json", "--crossfit", "3")
+    assert r.exit_code == 0, r.output
+    row = json.loads(r.stdout)[0]
+    assert row["judge_in_sample"] is False and row["params"]["judge"].startswith("crossfit3:features:")
+    r = invoke("simulate", "--cache", real_cache, "--run", "qwen", "--judge", "jaccard", "--crossfit", "3",
+               "--orders", "2", "--no-store")
+    assert r.exit_code != 0 and "trainable" in r.stderr
+
+
+def test_settings_that_cannot_prune_are_reported(real_cache):
+    r = invoke("simulate", "--cache", real_cache, "--run", "qwen", "--policy", "deepprune", "--judge", "jaccard",
+               "--truncate", "words:25", "--orders", "2", "--no-store", "--json")
+    row = json.loads(r.stdout)[0]
+    assert row["prefix_share"] > 0.5 and "prefix_share" in r.stderr
+    assert "N <= K2" in r.stderr  # 8 traces, K2 = 20
+    r = invoke("simulate", "--cache", real_cache, "--run", "qwen", "--policy", "deepprune", "--judge", "jaccard",
+               "--truncate", "tokens:20", "--K2", "4", "--orders", "2", "--no-store", "--json")
+    row = json.loads(r.stdout)[0]
+    assert row["prefix_share"] < 0.1 and "warning" not in r.stderr
+
+
+def test_prefix_length_orders_only_prefix_policies_and_accounting_is_stored(real_cache):
+    r = invoke("simulate", "--cache", real_cache, "--run", "qwen", "--policy", "random", "--policy", "esc",
+               "--policy", "adaptive", "--order", "prefix-length", "--orders", "4", "--accounting", "concurrent",
+               "--json", "--limit", "5")
+    assert r.exit_code == 0, r.output
+    rows = {x["policy"]: x for x in json.loads(r.stdout)}
+    assert (rows["random"]["order_kind"], rows["random"]["orders"]) == ("prefix-length", 1)
+    for p in ("esc", "adaptive"):
+        assert (rows[p]["order_kind"], rows[p]["orders"]) == ("random", 4)
+        assert rows[p]["params"]["accounting"] == "concurrent"
+
+
+def test_bad_sweeps_settings_and_limits_are_one_line_errors(real_cache):
+    for args, msg in ((["--sweep", "tua=0.1:0.3:0.1"], "cannot sweep 'tua'"),
+                      (["--sweep", "window=3,5"], "cannot sweep 'window'"),
+                      (["--limit", "0"], "limit must be >= 1"), (["--orders", "0"], "orders must be >= 1")):
+        r = invoke("simulate", "--cache", real_cache, "--run", "qwen", "--policy", "deepprune", "--no-store", *args)
+        assert r.exit_code != 0 and msg in r.stderr, (args, r.output)
+        assert r.stderr.count("\n") == 1
+    from dp.cache.store import Cache
+    from dp.errors import DPError
+    from dp.simulate.sweep import SimSettings, simulate
+    with Cache(real_cache) as cache, pytest.raises(DPError, match="unknown setting 'tua'"):
+        simulate(cache, SimSettings(run="qwen", params={"tua": 0.5}), store=False)
