@@ -63,7 +63,7 @@ def pick_run(cache, run: str | None) -> str:
 @click.option("--no-store", is_flag=True, help="Do not store the points in the cache.")
 @click.option("--crossfit", type=click.IntRange(min=2), default=None, metavar="K",
               help="Train K judges of the --judge type on folds of the run's problems; each problem is "
-                   "scored by the judge that never saw it.")
+                   "scored by the judge that never saw it (each trained on <= 20 pairs per problem).")
 @seed_option
 @json_option
 def simulate_cmd(cache_path, run, policies, judge, tau, K, K1, K2, K3, final, when_full, accounting,

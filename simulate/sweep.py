@@ -26,6 +26,7 @@ from dp.simulate.context import build_contexts
 from dp.simulate.registry import POLICIES, make_policy, setting_names
 from dp.simulate.replay import PolicyResult, replay, with_judge
 
+CROSSFIT_PAIRS = 20  # training pairs per problem for each cross-fitted judge (a seeded sample)
 INT_PARAMS = {"K", "K1", "K2", "K3", "keep", "window", "conf_window", "warmup"}
 
 
@@ -101,7 +102,7 @@ def simulate(cache: Cache, s: SimSettings, store: bool = True) -> list[PolicyRes
     needs_conf = any(getattr(p, "needs_confidence", False) for p in probes)
     judge, judge_info = None, {}
     if needs_judge and s.crossfit:
-        judge = crossfit_judges(cache, s.run, s.judge, rule, s.crossfit, s.seed)
+        judge = crossfit_judges(cache, s.run, s.judge, rule, s.crossfit, s.seed, max_pairs=CROSSFIT_PAIRS)
         judge_info = {"judge": judge.name, "judge_in_sample": False, **judge.describe()}
     elif needs_judge:
         judge = load_judge(s.judge, seed=s.seed)

@@ -82,3 +82,10 @@ def test_incremental_scan_keeps_a_bounded_tail(token_text):
         a.feed(ids[start:start + 7], done=start + 7 >= len(ids))
         longest = max(longest, len(a._tail))
     assert a.point is not None and longest < 400
+
+
+def test_live_prefix_ids_differ_across_problems():
+    from dp.simulate.live import live_prefix_id
+
+    ids = {live_prefix_id(p, t) for p in ("math-0001", "math-0002", "arith-3") for t in range(512)}
+    assert len(ids) == 3 * 512 and max(ids) < 0

@@ -305,3 +305,18 @@ def test_bad_sweeps_settings_and_limits_are_one_line_errors(real_cache):
     from dp.simulate.sweep import SimSettings, simulate
     with Cache(real_cache) as cache, pytest.raises(DPError, match="unknown setting 'tua'"):
         simulate(cache, SimSettings(run="qwen", params={"tua": 0.5}), store=False)
+
+
+def test_tie_rule_leaves_cons_on_the_esc_file_within_half_a_point(real_cache):
+    from dp.cache.store import Cache
+
+    r = invoke("simulate", "--cache", real_cache, "--run", "esc", "--policy", "cons", "--orders", "50",
+               "--no-store", "--json")
+    new = json.loads(r.stdout)[0]["accuracy"]
+    with Cache(real_cache) as cache:
+        problems = cache.load_run("esc")
+    old = []  # the old rule, by hand: a tie went to the smallest class id (the file's first answer)
+    for p in problems:
+        counts = np.bincount(p.classes[p.classes >= 0])
+        old.append(bool(counts.size) and int(counts.argmax()) in p.correct_classes)
+    assert abs(new - np.mean(old)) <= 0.005, (new, np.mean(old))
