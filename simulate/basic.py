@@ -20,6 +20,7 @@ from dp.simulate.policy import Accounting, PrefixPolicy
 
 class Consensus(PrefixPolicy):
     name = "cons"
+    uses_prefixes = False  # every trace runs to the end: no decision point, no prefix_share
 
     def begin(self, ctx, replicas, rng):
         return (replicas, ctx.n)

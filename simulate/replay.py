@@ -130,7 +130,7 @@ def replay(policy, contexts: list[ProblemContext], orders: int = 50, order_kind:
     acc, tok, passed = _totals(outs["policy"])
     pairs = np.stack(pair_rows, axis=1).sum(axis=1).astype(float)
     prefix_share = None
-    if is_prefix:
+    if is_prefix and getattr(policy, "uses_prefixes", True):
         lengths = sum(int(c.lengths.sum()) for c in ctxs)
         prefix_share = float(sum(int(c.decision.sum()) for c in ctxs) / lengths) if lengths else None
     return PolicyResult(

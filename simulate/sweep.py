@@ -141,7 +141,7 @@ def simulate(cache: Cache, s: SimSettings, store: bool = True) -> list[PolicyRes
 def _warnings(res: PolicyResult, policy, contexts, rule) -> list[str]:
     """Settings under which a prefix policy cannot prune, and in-sample judges, in words."""
     out = []
-    if res.prefix_share is not None and res.prefix_share > 0.5 and res.policy != "cons":
+    if res.prefix_share is not None and res.prefix_share > 0.5:
         out.append(f"{res.policy}: the prefix rule {rule} covers {100 * res.prefix_share:.0f}% of the mean "
                    f"trace (prefix_share {res.prefix_share:.2f}): little is left to prune; use a shorter rule")
     K2 = res.params.get("K2")
