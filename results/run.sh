@@ -10,9 +10,11 @@ REAL=out/real.duckdb     # the two shared trace files
 steps=${*:-"generate import judges simulate live figures"}
 
 for step in $steps; do case $step in
-generate)  # ~40 min on 2 cores
-  $DP generate --cache $LARGE --run arith30-n128 --dataset arith --limit 30 --n 128 --max-tokens 128 \
-      --temperature 0.7 --top-p 0.95 --seed 2026 --batch 128 --json > results/generate_arith30.json
+generate)  # ~45 min on 2 cores; resumable, so it can run in pieces (--limit 10, 20, 30)
+  for L in 10 20 30; do
+    $DP generate --cache $LARGE --run arith30-n128 --dataset arith --limit $L --n 128 --max-tokens 128 \
+        --temperature 0.7 --top-p 0.95 --seed 2026 --batch 128 --no-progress --json > results/generate_arith30_$L.json
+  done
   ;;
 import)
   [ -f $REAL ] || {
@@ -21,25 +23,35 @@ import)
   $DP cache info --cache $REAL --json > results/cache_info_real.json
   $DP cache info --cache $LARGE --json > results/cache_info_large.json
   ;;
-judges)  # cross-model: the default features judge was trained on the shared files only; arith30 is unseen.
-  # JUDGES="... embedding llm" adds the slow ones (MiniLM ~46 pairs/s, SmolLM2 zero-shot).
-  for j in ${JUDGES:-oracle random jaccard features}; do
-    for spec in "$REAL qwen tokens:100" "$REAL esc tokens:40" "$LARGE arith30-n128 tokens:8" "$LARGE arith30-n128 words:25"; do
-      set -- $spec
-      $DP judge eval --cache $1 --run $2 --judge $j --truncate $3 --max-pairs 20 --seed 0 --json \
-        || echo "{\"judge\": \"$j\", \"run\": \"$2\", \"truncate\": \"$3\", \"error\": true}"
+judges)  # Only judges that never saw the problems they score: the default features judge was trained
+  # on the two shared files, so there it is cross-fitted (5 folds of problems); arith30 it never saw.
+  # Rules leave the answer out of most prefixes: prefix_share 0.23 (qwen), 0.45 (esc), 0.27 (arith30).
+  for spec in "$REAL qwen tokens:100" "$REAL esc tokens:30" "$LARGE arith30-n128 tokens:8"; do
+    set -- $spec
+    for j in oracle random jaccard; do
+      $DP judge eval --cache $1 --run $2 --judge $j --truncate $3 --max-pairs 20 --seed 0 --json
     done
-  done | .venv/bin/python -c "import json,sys; d=sys.stdin.read(); print(json.dumps(json.loads('['+d.replace('}\n{','},{')+']'), indent=1))" \
-    > results/judges.json
+    $DP judge eval --cache $1 --run $2 --judge features --crossfit 5 --truncate $3 --max-pairs 20 --seed 0 --json
+  done > results/judges.jsonl
+  $DP judge eval --cache $LARGE --run arith30-n128 --judge features --truncate tokens:8 --max-pairs 20 \
+      --seed 0 --json >> results/judges.jsonl  # the shipped judge, out of run
   ;;
-simulate)
+simulate)  # DeepPrune rows carry their matched random controls and the paired differences
   P="--policy cons --policy deepprune --policy deepprune-oracle --policy esc --policy adaptive --policy random"
   $DP simulate --cache $LARGE --run arith30-n128 $P --policy deepconf-low --policy deepconf-high \
       --truncate tokens:8 --tau 0.5 --orders 50 --seed 0 --json > results/main_arith30.json
+  $DP simulate --cache $LARGE --run arith30-n128 --policy deepconf-low --policy deepconf-high --conf-window 8 \
+      --orders 50 --seed 0 --json > results/deepconf_w8_arith30.json  # the 2048-token window sees 30-token traces whole
+  $DP simulate --cache $LARGE --run arith30-n128 --policy deepprune --truncate tokens:8 --crossfit 5 \
+      --tau 0.5 --orders 50 --seed 0 --json > results/main_arith30_crossfit.json
   $DP simulate --cache $LARGE --run arith30-n128 --policy deepprune --truncate tokens:8 \
       --sweep tau=0.05:0.95:0.05 --orders 50 --seed 0 --json > results/sweep_tau_arith30.json
-  $DP simulate --cache $REAL --run esc $P --truncate tokens:40 --tau 0.5 --orders 50 --seed 0 --json > results/main_esc.json
-  $DP simulate --cache $REAL --run qwen $P --truncate tokens:100 --tau 0.5 --orders 50 --seed 0 --json > results/main_qwen.json
+  $DP simulate --cache $REAL --run esc $P --truncate tokens:30 --crossfit 5 --tau 0.5 --orders 50 --seed 0 \
+      --json > results/main_esc.json
+  $DP simulate --cache $REAL --run esc --policy deepprune --policy deepprune-oracle --truncate tokens:30 \
+      --crossfit 5 --K2 5 --tau 0.5 --orders 50 --seed 0 --json > results/main_esc_k2_5.json
+  $DP simulate --cache $REAL --run qwen $P --truncate tokens:100 --crossfit 5 --K2 4 --tau 0.5 --orders 50 \
+      --seed 0 --json > results/main_qwen.json
   ;;
 live)  # the live runner on 2 problems of the large run, against the simulator in the same arrival order
   $DP live --cache $LARGE --run arith30-n128 --policy deepprune --tau 0.5 --truncate tokens:8 --limit 2 \
@@ -48,7 +60,6 @@ live)  # the live runner on 2 problems of the large run, against the simulator i
 figures)  # out/default.duckdb: the embedded default run of `make demo` (dp generate with no options)
   $DP figures --cache out/default.duckdb --out results/figures_default --truncate tokens:8 --orders 20 --seed 0
   $DP figures --cache $LARGE --out results/figures_arith30 --truncate tokens:8 --orders 20 --seed 0
-  $DP figures --cache $REAL --out results/figures_real --truncate tokens:40 --orders 20 --seed 0
   ;;
 *) echo "unknown step $step" >&2; exit 2;;
 esac; done

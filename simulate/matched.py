@@ -6,8 +6,10 @@ the same order (method.md section 4, "random pruning at the same budget"):
 - `count_matched`: finishes exactly as many traces as that replay finished, chosen
   uniformly among all N; every other trace pays the same prefix as under DeepPrune.
 - `token_matched`: takes the traces in a uniformly random order and finishes the
-  longest run of them whose extra tokens (full length minus what the trace already
-  paid) do not exceed the extra tokens of the DeepPrune replay.
+  first m of them, m chosen so that their extra tokens (full length minus what the
+  trace already paid) come closest to the extra tokens of the DeepPrune replay
+  (the longest run within the budget, or that run plus the next trace when that
+  lands nearer; ties: within the budget).
 
 Both vote unweighted, with the same tie rule (`dp.answers.majority_rows`) and the
 same accounting (`dp.simulate.policy.charge`). DeepPrune minus its control on the
@@ -44,7 +46,11 @@ def token_matched(lengths: np.ndarray, decision: np.ndarray, finished: np.ndarra
     budget = (finished * extra[None, :]).sum(axis=1)  # (R,)
     ranked = np.argsort(rng.random((R, N)), axis=1)
     spent = np.cumsum(extra[ranked], axis=1)  # (R, N) in random order
-    take = spent <= budget[:, None]
+    under = (spent <= budget[:, None]).sum(axis=1)  # (R,) longest run within the budget
+    below = np.where(under > 0, np.take_along_axis(spent, np.maximum(under - 1, 0)[:, None], 1)[:, 0], 0)
+    above = np.take_along_axis(spent, np.minimum(under, N - 1)[:, None], 1)[:, 0]
+    over = (under < N) & (above - budget < budget - below)  # one more trace lands nearer
+    take = np.arange(N)[None, :] < (under + over)[:, None]
     chosen = np.zeros((R, N), dtype=bool)
     np.put_along_axis(chosen, ranked, take, axis=1)
     return Plan(stop_at=charge(lengths, decision, chosen, accounting), voters=chosen)
