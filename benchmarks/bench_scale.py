@@ -272,7 +272,7 @@ def main() -> None:
         jc = r["judge_cost"]
         print(f"\n[{r['scale']}] targets:")
         print("\n".join(check_targets(r)))
-        print(f"  token columns, bytes/token: " + ", ".join(f"{k} {v:.2f}" for k, v in r["token_columns"].items()))
+        print("  token columns, bytes/token: " + ", ".join(f"{k} {v:.2f}" for k, v in r["token_columns"].items()))
         print(f"  judge cost (DeepPrune tau 0.5, jaccard words:25): {jc['judge_pairs_per_problem']:,.0f} pairs and "
               f"{jc['judge_seconds_per_problem']:.2f} s per problem save {jc['tokens_saved_per_problem']:,.0f} "
               f"generation tokens per problem ({100 * jc['token_reduction']:.1f}%): the judge pays for itself while "
