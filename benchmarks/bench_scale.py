@@ -114,7 +114,7 @@ def _dp() -> str:
     return str(exe) if exe.exists() else shutil.which("dp") or "dp"
 
 
-def bench_size(label: str, out: Path, seed: int, max_pairs: int) -> dict:
+def bench_size(label: str, out: Path, seed: int, max_pairs: int, json_out: str | None, done: dict) -> dict:
     n = SCALES[label]
     out.mkdir(parents=True, exist_ok=True)
     cache = out / f"scale-{label.replace('/', 'of')}.duckdb"
@@ -124,6 +124,15 @@ def bench_size(label: str, out: Path, seed: int, max_pairs: int) -> dict:
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
     dp = _dp()
     steps: dict[str, dict] = {}
+    result = {"scale": label, "problems": PROBLEMS, "n": n, "steps": steps}
+
+    def save() -> None:  # after each step, so a run cut short keeps what it measured
+        if json_out:
+            done[label] = result
+            slim = [{**r, "steps": {k: {x: y for x, y in v.items() if x != "stdout" or k == "sweep"}
+                                    for k, v in r["steps"].items()}} for r in done.values()]
+            Path(json_out).write_text(json.dumps({"SYNTHETIC": True, "seed": seed, "results": slim},
+                                                 indent=1, default=_plain))
     print(f"[{label}] SYNTHETIC cache: {PROBLEMS} problems x {n} traces -> {cache}", flush=True)
     w = run_step([sys.executable, __file__, "_write", "--cache", str(cache), "--n", str(n), "--seed", str(seed)], env)
     wstats = json.loads(w["stdout"].strip().splitlines()[-1])
@@ -131,6 +140,9 @@ def bench_size(label: str, out: Path, seed: int, max_pairs: int) -> dict:
     tokens = wstats["tokens"]
     steps["write"]["bytes_per_token_file"] = os.path.getsize(cache) / tokens
     _say(label, "write", steps["write"], f"{wstats['write_tokens_per_s']:,.0f} tok/s, {tokens:,} tokens")
+    result.update(tokens=tokens, traces=wstats["traces"], file_bytes=os.path.getsize(cache))
+    result["token_columns"] = token_column_bytes(str(cache))
+    result["jaccard_s_per_pair"] = jaccard_speed(str(cache), seed)
 
     base = ["--cache", str(cache)]
     steps["info"] = run_step([dp, "cache", "info", *base, "--json"], env)
@@ -144,38 +156,51 @@ def bench_size(label: str, out: Path, seed: int, max_pairs: int) -> dict:
                       "--max-pairs", str(max_pairs), "--seed", str(seed), "--json"], env)
         steps[f"eval_{key}"] = s
         _say(label, f"eval jaccard {rule}", s)
+    save()
     sim = [dp, "simulate", *base, "--run", RUN, "--judge", "jaccard", "--truncate", "words:25",
            "--sweep", TAUS, "--orders", "50", "--seed", str(seed), "--json"]
     for p in POLICIES:
         sim += ["--policy", p]
-    steps["sweep_cold"] = run_step(sim, env)
-    _say(label, "sweep (cold)", steps["sweep_cold"])
-    steps["sweep_warm"] = run_step([*sim, "--no-store"], env)
-    _say(label, "sweep (warm)", steps["sweep_warm"])
+    steps["sweep"] = run_step([*sim, "--no-store"], env)
+    _say(label, "sweep", steps["sweep"])
+    save()
     steps["figures"] = run_step([dp, "figures", *base, "--run", RUN, "--judge", "jaccard", "--out",
                                  str(out / f"figures-{label.replace('/', 'of')}"), "--seed", str(seed)], env)
     _say(label, "figures", steps["figures"])
-    result = {"scale": label, "problems": PROBLEMS, "n": n, "tokens": tokens, "traces": wstats["traces"],
-              "file_bytes": os.path.getsize(cache), "steps": steps}
-    result["judge_cost"] = judge_cost(steps)
-    result["token_columns"] = token_column_bytes(str(cache))
+    save()
     return result
 
 
-def judge_cost(steps: dict) -> dict:
-    """DeepPrune (tau 0.5) judge pairs and jaccard seconds per problem next to the tokens it saves."""
-    rows = json.loads(steps["sweep_warm"]["stdout"])
-    dp = next(r for r in rows if r["policy"] == "deepprune" and abs(r["params"].get("tau", 0) - 0.5) < 1e-9)
-    ev = json.loads(steps["eval_words25"]["stdout"])
-    per_pair = steps["eval_words25"]["seconds"] / max(ev.get("scores_computed") or ev["pairs"], 1)
+def jaccard_speed(cache: str, seed: int, pairs_per_problem: int = 1000) -> float:
+    """Seconds per pair of the jaccard judge on words:25 prefixes of this cache (in-process, no cache I/O)."""
+    from dp.cache.store import Cache
+    from dp.judge.base import load_judge
+    from dp.judge.pairs import build_pairs
+
+    with Cache(cache) as c:
+        ps = build_pairs(c, RUN, "words:25", max_pairs_per_problem=pairs_per_problem, seed=seed)
+    judge = load_judge("jaccard")
+    t0 = time.perf_counter()
+    judge.score(ps.left, ps.right)
+    return (time.perf_counter() - t0) / max(ps.n, 1)
+
+
+def judge_cost(r: dict) -> dict:
+    """DeepPrune (tau 0.5) judge evaluations and jaccard seconds per problem next to the tokens it saves."""
+    rows = json.loads(r["steps"]["sweep"]["stdout"])
+    dp = next(x for x in rows if x["policy"] == "deepprune" and abs(x["params"].get("tau", 0) - 0.5) < 1e-9)
     problems = dp["problems"]
     saved = (dp["full_tokens"] - dp["tokens"]) / problems
     pairs = dp["judge_pairs"] / problems
-    judge_s = pairs * per_pair
+    judge_s = pairs * r["jaccard_s_per_pair"]
     return {"judge": "jaccard", "truncate": "words:25", "tau": 0.5, "judge_pairs_per_problem": pairs,
-            "seconds_per_pair_upper_bound": per_pair, "judge_seconds_per_problem": judge_s,
+            "seconds_per_pair": r["jaccard_s_per_pair"], "judge_seconds_per_problem": judge_s,
             "tokens_saved_per_problem": saved, "token_reduction": dp["token_reduction"],
             "break_even_tokens_per_s": saved / judge_s if judge_s else None}
+
+
+def _plain(x):
+    return float(x) if hasattr(x, "__float__") else str(x)
 
 
 def token_column_bytes(cache: str) -> dict:
@@ -203,8 +228,8 @@ def _say(label: str, name: str, s: dict, extra: str = "") -> None:
     print(f"[{label}] {name:22s} {s['seconds']:8.1f} s  peak RSS {s['peak_rss_gib']:.2f} GiB  {extra}", flush=True)
 
 
-STEP_ORDER = ("write", "info", "pairs_words25", "pairs_tokens512", "eval_words25", "eval_tokens512",
-              "sweep_cold", "sweep_warm", "figures")
+STEP_ORDER = ("write", "info", "pairs_words25", "pairs_tokens512", "eval_words25", "eval_tokens512", "sweep",
+              "figures")
 
 
 def table(results: list[dict]) -> str:
@@ -213,14 +238,16 @@ def table(results: list[dict]) -> str:
     head += " | growth exponent |\n|---|" + "---|" * (len(results) + 1) + "\n"
     lines = []
     for key in STEP_ORDER:
-        cells = [f"{r['steps'][key]['seconds']:.1f} s, {r['steps'][key]['peak_rss_gib']:.2f} GiB" for r in results]
+        cells = [f"{r['steps'][key]['seconds']:.1f} s, {r['steps'][key]['peak_rss_gib']:.2f} GiB"
+                 if key in r["steps"] else "not run" for r in results]
         lines.append(f"| {key} | " + " | ".join(cells) + f" | {growth(results, key)} |")
     return head + "\n".join(lines)
 
 
 def growth(results: list[dict], key: str) -> str:
     """Least-squares slope of log(seconds) against log(tokens); '-' with fewer than 2 sizes."""
-    pts = [(math.log(r["tokens"]), math.log(max(r["steps"][key]["seconds"], 1e-3))) for r in results]
+    pts = [(math.log(r["tokens"]), math.log(max(r["steps"][key]["seconds"], 1e-3)))
+           for r in results if key in r["steps"]]
     if len(pts) < 2:
         return "-"
     mx = sum(x for x, _ in pts) / len(pts)
@@ -236,8 +263,7 @@ def check_targets(r: dict) -> list[str]:
         ("tokens table <= 10 bytes/token", r["token_columns"]["all"] <= TARGETS["bytes_per_token"],
          f"{r['token_columns']['all']:.2f} bytes/token (whole file {r['file_bytes'] / r['tokens']:.2f})"),
         ("dp cache info < 10 s", s["info"]["seconds"] < TARGETS["info_s"], f"{s['info']['seconds']:.1f} s"),
-        ("warm sweep < 60 s", s["sweep_warm"]["seconds"] < TARGETS["sweep_warm_s"],
-         f"{s['sweep_warm']['seconds']:.1f} s"),
+        ("sweep < 60 s", s["sweep"]["seconds"] < TARGETS["sweep_warm_s"], f"{s['sweep']['seconds']:.1f} s"),
         ("peak RSS < 4 GiB every step", max(v["peak_rss_gib"] for v in s.values()) < TARGETS["peak_rss_gib"],
          f"max {max(v['peak_rss_gib'] for v in s.values()):.2f} GiB"),
     ]
@@ -262,28 +288,35 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-pairs", type=int, default=20_000, help="Pairs per problem for `dp judge eval`.")
     ap.add_argument("--json", dest="json_out", default=None, help="Also write every number to this file.")
+    ap.add_argument("--table", nargs="+", default=None, metavar="JSON",
+                    help="Only print the table and checks of earlier --json files (sizes run separately).")
     args = ap.parse_args()
+    if args.table:
+        report([r for f in args.table for r in json.loads(Path(f).read_text())["results"]])
+        return None
     labels = list(SCALES) if args.scale == "all" else [args.scale]
     print(f"SYNTHETIC data (benchmarks/scale_data.py, seed {args.seed}); machine: {platform.machine()}, "
           f"{os.cpu_count()} cores, {_mem_gib():.0f} GiB; load average at start {os.getloadavg()[0]:.2f}", flush=True)
-    results = [bench_size(lab, Path(args.out), args.seed, args.max_pairs) for lab in labels]
+    done: dict = {}
+    results = [bench_size(lab, Path(args.out), args.seed, args.max_pairs, args.json_out, done) for lab in labels]
+    report(results)
+    return None
+
+
+def report(results: list[dict]) -> None:
     print("\n" + table(results))
     for r in results:
-        jc = r["judge_cost"]
+        if "sweep" not in r["steps"]:
+            continue
+        jc = judge_cost(r)
         print(f"\n[{r['scale']}] targets:")
         print("\n".join(check_targets(r)))
         print("  token columns, bytes/token: " + ", ".join(f"{k} {v:.2f}" for k, v in r["token_columns"].items()))
-        print(f"  judge cost (DeepPrune tau 0.5, jaccard words:25): {jc['judge_pairs_per_problem']:,.0f} pairs and "
-              f"{jc['judge_seconds_per_problem']:.2f} s per problem save {jc['tokens_saved_per_problem']:,.0f} "
-              f"generation tokens per problem ({100 * jc['token_reduction']:.1f}%): the judge pays for itself while "
-              f"generation is slower than {jc['break_even_tokens_per_s'] or float('nan'):,.0f} tok/s")
-    if args.json_out:
-        for r in results:
-            for s in r["steps"].values():
-                s.pop("stdout", None)
-        Path(args.json_out).write_text(json.dumps({"SYNTHETIC": True, "seed": args.seed, "results": results},
-                                                  indent=1))
-    return None
+        print(f"  judge cost (DeepPrune tau 0.5, jaccard words:25): {jc['judge_pairs_per_problem']:,.0f} pair "
+              f"evaluations and {jc['judge_seconds_per_problem']:.2f} s per problem "
+              f"({1e6 * jc['seconds_per_pair']:.0f} us/pair) save {jc['tokens_saved_per_problem']:,.0f} "
+              f"generation tokens per problem ({100 * jc['token_reduction']:.1f}%): the judge pays for itself "
+              f"while generation is slower than {jc['break_even_tokens_per_s'] or float('nan'):,.0f} tok/s")
 
 
 def _mem_gib() -> float:

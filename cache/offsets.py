@@ -22,7 +22,8 @@ from dp.cache.store import Cache
 
 
 def _want(cache: Cache, trace_ids: Sequence[int], **cols: np.ndarray) -> tuple[int, int]:
-    """Register a temp table `_want(i, tid, ...)`; returns the trace-id range for zone-map skipping."""
+    """Register a temp table `_want(i, tid, ...)`; returns the trace-id range, which every query
+    also filters on so DuckDB skips the other traces' rows (a join alone scans the whole table)."""
     ids = np.asarray(trace_ids, dtype=np.int64)
     data = {"i": pa.array(np.arange(ids.size), pa.int64()), "tid": pa.array(ids, pa.int64())}
     data.update({k: pa.array(np.asarray(v, dtype=np.int64), pa.int64()) for k, v in cols.items()})
@@ -50,8 +51,9 @@ def prefixes_at(cache: Cache, trace_ids: Sequence[int], n_tokens: Sequence[int])
             "  SELECT w.i, max(t.end_offset) AS e FROM _want w JOIN tokens t "
             "  ON t.trace_id = w.tid AND t.pos < w.k WHERE t.trace_id BETWEEN ? AND ? GROUP BY w.i) "
             "SELECT w.i, coalesce(substr(tr.text, 1, l.e), '') AS p FROM _want w "
-            "JOIN traces tr ON tr.trace_id = w.tid LEFT JOIN last l ON l.i = w.i",
-            [lo, hi],
+            "JOIN (SELECT trace_id, text FROM traces WHERE trace_id BETWEEN ? AND ?) tr ON tr.trace_id = w.tid "
+            "LEFT JOIN last l ON l.i = w.i",
+            [lo, hi, lo, hi],
         ).fetchall()
     finally:
         _drop(cache)
@@ -61,23 +63,43 @@ def prefixes_at(cache: Cache, trace_ids: Sequence[int], n_tokens: Sequence[int])
     return out
 
 
-def text_heads(cache: Cache, trace_ids: Sequence[int], n_chars: int) -> tuple[list[str], np.ndarray]:
-    """(first `n_chars` characters of each text, (n,) int64 full text lengths), in the order given."""
+def end_offsets_at(cache: Cache, trace_ids: Sequence[int], n_tokens: Sequence[int]) -> np.ndarray:
+    """(n,) int64: the end offset of each trace's first `n_tokens` tokens (0 for none); no text is read."""
     ids = np.asarray(trace_ids, dtype=np.int64)
     if ids.size == 0:
-        return [], np.zeros(0, np.int64)
-    _want(cache, ids)
+        return np.zeros(0, np.int64)
+    lo, hi = _want(cache, ids, k=np.asarray(n_tokens, dtype=np.int64))
     try:
         rows = cache.con.execute(
-            "SELECT w.i, substr(t.text, 1, ?), length(t.text) FROM _want w JOIN traces t ON t.trace_id = w.tid",
-            [int(n_chars)],
+            "SELECT w.i, max(t.end_offset) FROM _want w JOIN tokens t ON t.trace_id = w.tid AND t.pos < w.k "
+            "WHERE t.trace_id BETWEEN ? AND ? GROUP BY w.i", [lo, hi],
         ).fetchall()
     finally:
         _drop(cache)
-    heads, lengths = [""] * ids.size, np.zeros(ids.size, np.int64)
-    for i, h, n in rows:
-        heads[int(i)], lengths[int(i)] = h or "", int(n or 0)
-    return heads, lengths
+    out = np.zeros(ids.size, np.int64)
+    for i, e in rows:
+        out[int(i)] = int(e)
+    return out
+
+
+def text_heads(cache: Cache, trace_ids: Sequence[int], n_chars: int) -> list[str]:
+    """The first `n_chars` characters of each text, in the order given (shorter: the whole text)."""
+    ids = np.asarray(trace_ids, dtype=np.int64)
+    if ids.size == 0:
+        return []
+    lo, hi = _want(cache, ids)
+    try:
+        rows = cache.con.execute(
+            "SELECT w.i, substr(t.text, 1, ?) FROM _want w "
+            "JOIN (SELECT trace_id, text FROM traces WHERE trace_id BETWEEN ? AND ?) t ON t.trace_id = w.tid",
+            [int(n_chars), lo, hi],
+        ).fetchall()
+    finally:
+        _drop(cache)
+    heads = [""] * ids.size
+    for i, h in rows:
+        heads[int(i)] = h or ""
+    return heads
 
 
 def tokens_before(cache: Cache, trace_ids: Sequence[int], char_ends: Sequence[int]) -> np.ndarray:

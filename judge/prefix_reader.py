@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dp.cache.offsets import prefixes_at, text_heads, tokens_before
+from dp.cache.offsets import end_offsets_at, prefixes_at, text_heads, tokens_before
 from dp.cache.store import Cache
 from dp.judge.base import Prefix
 from dp.judge.truncation import TruncationKind, TruncationRule, word_end
@@ -26,17 +26,18 @@ HEAD_MARGIN = 256
 
 
 def word_decisions(cache: Cache, trace_ids: np.ndarray, lengths: np.ndarray, rule: TruncationRule,
-                   first_head: int = FIRST_HEAD_CHARS) -> np.ndarray:
-    """(n,) int64 decision points of a words:k rule, reading heads of the texts only."""
+                   first_head: int = FIRST_HEAD_CHARS) -> tuple[np.ndarray, list[str]]:
+    """((n,) int64 decision points of a words:k rule, the head of each text that was read)."""
     n = len(trace_ids)
     ends = np.full(n, -1, dtype=np.int64)  # character end of the k-th word; -1: fewer than k words
+    kept = [""] * n
     todo, size = np.arange(n), int(first_head)
     while todo.size:
-        heads, full = text_heads(cache, trace_ids[todo], size)
         again = []
-        for j, head, total in zip(todo, heads, full, strict=True):
-            whole = len(head) >= total
+        for j, head in zip(todo, text_heads(cache, trace_ids[todo], size), strict=True):
+            whole = len(head) < size
             end = word_end(head, rule.k, rule.words)
+            kept[j] = head
             if end is not None and (whole or end <= len(head) - HEAD_MARGIN):
                 ends[j] = end
             elif not whole:
@@ -47,7 +48,7 @@ def word_decisions(cache: Cache, trace_ids: np.ndarray, lengths: np.ndarray, rul
     if found.any():
         before = tokens_before(cache, trace_ids[found], ends[found])
         dec[found] = np.minimum(before + 1, dec[found])
-    return dec
+    return dec, kept
 
 
 def read_prefixes(cache: Cache, trace_ids: np.ndarray, lengths: np.ndarray, classes: np.ndarray,
@@ -57,9 +58,15 @@ def read_prefixes(cache: Cache, trace_ids: np.ndarray, lengths: np.ndarray, clas
     lengths = np.asarray(lengths, dtype=np.int64)
     if rule.kind == TruncationKind.TOKENS:
         dec = np.minimum(lengths, rule.k)
+        texts = prefixes_at(cache, trace_ids, dec)
     else:
-        dec = word_decisions(cache, trace_ids, lengths, rule)
-    texts = prefixes_at(cache, trace_ids, dec)
+        # the heads already read usually hold the whole prefix: cut them, read again only the rest
+        dec, heads = word_decisions(cache, trace_ids, lengths, rule)
+        ends = end_offsets_at(cache, trace_ids, dec)
+        texts = [h[:e] if e <= len(h) else None for h, e in zip(heads, ends, strict=True)]
+        rest = [j for j, t in enumerate(texts) if t is None]
+        for j, t in zip(rest, prefixes_at(cache, trace_ids[rest], dec[rest]), strict=True):
+            texts[j] = t
     prefixes = [Prefix(int(t), text, int(d), int(c))
                 for t, text, d, c in zip(trace_ids, texts, dec, classes, strict=True)]
     return dec, prefixes

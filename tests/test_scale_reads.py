@@ -53,8 +53,8 @@ def test_word_heads_grow_until_the_kth_word_is_certain(qwen_cache):
     cut = 0
     with Cache(qwen_cache) as c:
         for p in c.load_run("qwen")[:20]:
-            small = word_decisions(c, p.trace_ids, p.lengths, rule, first_head=40)
-            big = word_decisions(c, p.trace_ids, p.lengths, rule, first_head=10**7)
+            small, _ = word_decisions(c, p.trace_ids, p.lengths, rule, first_head=40)
+            big, _ = word_decisions(c, p.trace_ids, p.lengths, rule, first_head=10**7)
             assert small.tolist() == big.tolist()
             cut += int((big < p.lengths).sum())
     assert cut > 0  # some traces really have 3 reasoning words before their end
