@@ -248,11 +248,10 @@ def growth(results: list[dict], key: str) -> str:
     """Least-squares slope of log(seconds) against log(tokens); '-' with fewer than 2 sizes."""
     pts = [(math.log(r["tokens"]), math.log(max(r["steps"][key]["seconds"], 1e-3)))
            for r in results if key in r["steps"]]
-    if len(pts) < 2:
-        return "-"
-    mx = sum(x for x, _ in pts) / len(pts)
-    my = sum(y for _, y in pts) / len(pts)
-    return f"{sum((x - mx) * (y - my) for x, y in pts) / sum((x - mx) ** 2 for x, _ in pts):.2f}"
+    mx = sum(x for x, _ in pts) / max(len(pts), 1)
+    my = sum(y for _, y in pts) / max(len(pts), 1)
+    var = sum((x - mx) ** 2 for x, _ in pts)
+    return f"{sum((x - mx) * (y - my) for x, y in pts) / var:.2f}" if var > 0 else "-"
 
 
 def check_targets(r: dict) -> list[str]:
