@@ -37,6 +37,7 @@ test-fast: setup
 bench: setup
 	$(PY) benchmarks/bench_cache.py
 	$(PY) benchmarks/bench_simulate.py
+	OMP_WAIT_POLICY=PASSIVE $(PY) benchmarks/bench_scale.py --scale 1/16 --out out/scale
 
 clean:
 	rm -rf $(VENV) build *.egg-info

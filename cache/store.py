@@ -28,7 +28,7 @@ from dp.provenance import stamp
 from dp.types import AnswerKind, Problem, TraceRecord
 
 DEFAULT_CACHE = "dp.duckdb"
-FLOAT_DECIMALS = 4  # log-probs and confidences are stored rounded to 1e-4 (see README)
+FLOAT_DECIMALS = 3  # log-probs and confidences are stored rounded to 1e-3 (see README): the one rounding
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@ The classes come from the cache, i.e. from `dp.answers` equivalence, the same th
 grades and votes.
 
 Each trace's prefix ends at its decision point under the `TruncationRule`
-(`dp.judge.truncation`). Texts and token offsets of a whole run are read in one
-query each. Oversampling the minority ("different") class repeats label-0 pairs.
+(`dp.judge.truncation`), read problem by problem by offsets
+(`dp.judge.prefix_reader`). Oversampling the minority ("different") class repeats
+label-0 pairs.
 
 Nothing here scores or trains.
 """
@@ -24,7 +25,8 @@ import numpy as np
 from dp.cache import Cache, ProblemTraces
 from dp.errors import DPError
 from dp.judge.base import Prefix
-from dp.judge.truncation import TruncationRule, decision_points, prefix_text
+from dp.judge.prefix_reader import read_prefixes
+from dp.judge.truncation import TruncationRule
 from dp.seeds import rng
 
 
@@ -99,15 +101,10 @@ def run_prefixes(cache: Cache, run: str, rule: TruncationRule) -> tuple[list[Pro
     problems = cache.load_run(run)
     if not problems:
         return problems, {}
-    ids = np.concatenate([p.trace_ids for p in problems])
-    classes = np.concatenate([p.classes for p in problems])
-    texts = cache.texts(ids)
-    offsets = cache.token_arrays(ids, "end_offset")
-    points = decision_points(rule, texts, offsets)
-    prefixes = {
-        int(t): Prefix(int(t), prefix_text(text, off, k), int(k), int(c))
-        for t, text, off, k, c in zip(ids, texts, offsets, points, classes, strict=True)
-    }
+    prefixes: dict[int, Prefix] = {}
+    for p in problems:  # one problem at a time: a run's texts and tokens are never all in memory
+        _, pre = read_prefixes(cache, p.trace_ids, p.lengths, p.classes, rule)
+        prefixes.update((x.trace_id, x) for x in pre)
     return problems, prefixes
 
 

@@ -14,8 +14,9 @@ import numpy as np
 
 from dp.cache.store import Cache, ProblemTraces
 from dp.errors import DPError
-from dp.judge.base import Judge, Prefix
-from dp.judge.truncation import TruncationRule, decision_points, prefix_text
+from dp.judge.base import Judge
+from dp.judge.prefix_reader import read_prefixes
+from dp.judge.truncation import TruncationRule
 from dp.simulate.scores import PairScores
 
 
@@ -52,29 +53,19 @@ def build_contexts(cache: Cache, run: str, rule: TruncationRule, judge: Judge | 
     problems: list[ProblemTraces] = cache.load_run(run)[:limit]
     if not problems:
         raise DPError(f"run '{run}' has no traces")
-    all_ids = np.concatenate([p.trace_ids for p in problems])
-    offsets = cache.token_arrays(all_ids, "end_offset")
-    texts = cache.texts(all_ids)
-    conf = cache.token_arrays(all_ids, "confidence") if confidence else None
-    if conf is not None and any(c.size and np.isnan(c).any() for c in conf):
-        raise DPError(f"run '{run}' has no token confidences (imported text?); DeepConf needs log-probs")
-    out, start = [], 0
-    for p in problems:
-        sl = slice(start, start + p.n)
-        start += p.n
-        dec = decision_points(rule, texts[sl], offsets[sl]).astype(np.int64)
-        dec = np.minimum(dec, p.lengths.astype(np.int64))
+    out = []
+    for p in problems:  # one problem at a time: texts are read by offsets, never whole
+        dec, prefixes = read_prefixes(cache, p.trace_ids, p.lengths, p.classes, rule)
+        conf = cache.token_arrays(p.trace_ids, "confidence") if confidence else None
+        if conf is not None and any(c.size and np.isnan(c).any() for c in conf):
+            raise DPError(f"run '{run}' has no token confidences (imported text?); DeepConf needs log-probs")
         scores = None
         if judge is not None:
-            prefixes = [
-                Prefix(int(tid), prefix_text(text, off, d), int(d), int(c))
-                for tid, text, off, d, c in zip(p.trace_ids, texts[sl], offsets[sl], dec, p.classes, strict=True)
-            ]
             j = judge.for_problem(p.problem.problem_id) if hasattr(judge, "for_problem") else judge
             scores = PairScores(j, rule, prefixes, cache)
         out.append(ProblemContext(
             problem_id=p.problem.problem_id, trace_ids=p.trace_ids, lengths=p.lengths.astype(np.int64),
             classes=p.classes.astype(np.int64), correct=p.correct.copy(), decision=dec,
-            scores=scores, confidence=conf[sl] if conf is not None else None,
+            scores=scores, confidence=conf,
         ))
     return out

@@ -50,7 +50,9 @@ def test_round_trip_arrays_classes_and_prefix(tmp_path):
         ids = c.token_arrays(p1.trace_ids, "token_id")
         assert [a.tolist() for a in ids] == [[7, 8, 9, 10], [7, 8], [7, 8, 9, 10]]
         conf = c.token_arrays(p1.trace_ids[:1], "confidence")[0]
-        assert np.allclose(conf, np.linspace(1, 2, 4), atol=1e-4)
+        # stored rounded to 1e-3 (FLOAT_DECIMALS), as float32: 1.3333334 -> 1.333
+        assert conf.tolist() == np.float32([1.0, 1.333, 1.667, 2.0]).tolist()
+        assert c.token_arrays(p1.trace_ids[:1], "logprob")[0].tolist() == np.float32([-0.25] * 4).tolist()
         assert c.prefix_texts([p1.trace_ids[0]], [2]) == ["so it"]
         assert c.prefix_texts([p1.trace_ids[0]], [4]) == ["so it is \\boxed{2}"]
 
