@@ -148,8 +148,8 @@ class ReplicaPool:
             gpus = ray.cluster_resources().get("GPU", 0) > 0
             res = {"num_gpus": tensor_parallel_size} if gpus else {"num_cpus": 1}
             kw = dict(engine_kw or {})
-            if tensor_parallel_size > 1:
-                kw["tensor_parallel_size"] = tensor_parallel_size
+            if tensor_parallel_size > 1:  # the actor holds the GPUs; vLLM's own workers stay inside it
+                kw.update(tensor_parallel_size=tensor_parallel_size, distributed_executor_backend="mp")
             cls = ray.remote(max_restarts=0, max_task_retries=0, **res)(self.replica_class)
             self.actors = actors = [cls.remote(kind, model, kw) for _ in range(replicas)]
             infos = []
