@@ -107,6 +107,12 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first}"[:200]
 
 
+def _init_error(exc: BaseException) -> str:
+    """Why an actor's engine did not start: the last line of Ray's report (the raised error)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return (lines[-1] if lines else type(exc).__name__)[:300]
+
+
 def _report(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -145,24 +151,32 @@ class ReplicaPool:
                 else:
                     ray.init(num_cpus=max(replicas, os.cpu_count() or 1), **opts)
                 self._started_ray = True
-            gpus = ray.cluster_resources().get("GPU", 0) > 0
+            have = ray.cluster_resources()
+            gpus = have.get("GPU", 0) > 0
             res = {"num_gpus": tensor_parallel_size} if gpus else {"num_cpus": 1}
+            per = next(iter(res.values()))
+            key = "GPU" if gpus else "CPU"
+            if replicas * per > have.get(key, 0):  # Ray would wait for them forever
+                raise DPError(f"{replicas} replicas need {replicas * per:g} {key}s; the Ray cluster has "
+                              f"{have.get(key, 0):g}")
             kw = dict(engine_kw or {})
             if tensor_parallel_size > 1:  # the actor holds the GPUs; vLLM's own workers stay inside it
                 kw.update(tensor_parallel_size=tensor_parallel_size, distributed_executor_backend="mp")
             cls = ray.remote(max_restarts=0, max_task_retries=0, **res)(self.replica_class)
             self.actors = actors = [cls.remote(kind, model, kw) for _ in range(replicas)]
-            infos = []
+            infos, failed = [], []
             for i, a in enumerate(actors):
                 try:
                     infos.append((a, ray.get(a.info.remote())))
                 except Exception as exc:  # noqa: BLE001 - a replica that cannot start is reported
-                    report(f"replica {i} failed to start: {_one_line(exc)}")
+                    failed.append(f"replica {i} failed to start: {_init_error(exc)}")
+            if not infos:
+                raise DPError(f"none of the {replicas} replicas started; {failed[0]}")
+            for line in failed:
+                report(line)
             for a in actors:
                 if all(a is not b for b, _ in infos):
                     ray.kill(a)
-            if not infos:
-                raise DPError(f"none of the {replicas} replicas started (see the lines above)")
             self.actors = [a for a, _ in infos]
             self.pids = [info["pid"] for _, info in infos]
             self.hosts = [info["host"] for _, info in infos]
