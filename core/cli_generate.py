@@ -56,13 +56,19 @@ def load_problems(dataset: str | None, data: str | None, limit: int | None, seed
 @click.option("--batch", "batch_traces", default=64, show_default=True, type=int,
               help="Traces per engine batch and per cache transaction (a kill loses at most one batch).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--replicas", default=None, type=int,
+              help="Run R engine replicas as Ray actors fed per problem; the driver alone writes (needs the ray extra).")
+@click.option("--ray-address", default=None, help="Join this Ray cluster (e.g. auto, HOST:6379) instead of a local one.")
+@click.option("--tensor-parallel-size", default=1, show_default=True, type=int, help="vLLM: GPUs per engine (replica).")
 @json_option
 def generate_cmd(cache_path, model, dataset, data, n, max_tokens, temperature, top_p, seed, run, limit,
-                 engine_kind, shard, store_topk, enforce_eager, replace, batch_traces, no_progress, as_json):
+                 engine_kind, shard, store_topk, enforce_eager, replace, batch_traces, no_progress,
+                 replicas, ray_address, tensor_parallel_size, as_json):
     """Sample traces into the cache. With no options: the embedded default run
     (12 arithmetic problems x 16 traces on SmolLM2-135M). Running the same command
     again finishes what is missing and never duplicates a trace."""
     from dp.cache.store import Cache, RunInfo
+    from dp.errors import DPError
     from dp.generate.engines import make_engine
     from dp.generate.prompts import PROMPT_TEMPLATE_ID, prompt_template
     from dp.generate.runner import generate_run
@@ -75,6 +81,12 @@ def generate_cmd(cache_path, model, dataset, data, n, max_tokens, temperature, t
                         store_topk=store_topk)
     problems, dataset_name = load_problems(dataset, data, limit, seed)
     shard_t = parse_shard(shard)
+    if replicas is not None or ray_address:
+        from dp.generate.distributed import check_replicas
+
+        check_replicas(replicas, ray_address)
+    if tensor_parallel_size < 1 or (tensor_parallel_size > 1 and engine_kind != "vllm"):
+        raise DPError(f"--tensor-parallel-size must be 1, or > 1 with --engine vllm; got {tensor_parallel_size}")
     resolve_model(model)
     tokenizer = load_tokenizer(model)
     kinds = sorted({p.kind.value for p in problems})
@@ -96,7 +108,15 @@ def generate_cmd(cache_path, model, dataset, data, n, max_tokens, temperature, t
             emit_json(out) if as_json else click.echo(f"run '{run}': nothing to generate ({total} traces there)")
             return
         kw = {"enforce_eager": enforce_eager} if engine_kind == "vllm" else {}
-        engine = make_engine(engine_kind, model, **kw)
+        if replicas:  # R engines on Ray (dp.generate.distributed); the driver alone writes the cache
+            from dp.generate.distributed import ReplicaPool
+
+            engine = ReplicaPool(replicas, engine_kind, model, kw, address=ray_address,
+                                 tensor_parallel_size=tensor_parallel_size)
+        else:
+            if tensor_parallel_size > 1:
+                kw["tensor_parallel_size"] = tensor_parallel_size
+            engine = make_engine(engine_kind, model, **kw)
         try:
             info = RunInfo(**{**info.__dict__, "engine": engine.name,
                               "settings": {"engine": engine.settings(), "shard": shard}})
@@ -104,9 +124,9 @@ def generate_cmd(cache_path, model, dataset, data, n, max_tokens, temperature, t
                 cache.create_run(info, replace=replace, resume=not replace)
                 cache.add_problems(run, problems)
             done = cache.done_keys(run)
-            stats = generate_run(engine, problems, spec, done, lambda recs: cache.write_traces(run, recs),
-                                 shard=shard_t, progress=not no_progress,
-                                 batch_traces=batch_traces)
+            sample = engine.run if replicas else (lambda *a, **k: generate_run(engine, *a, **k))
+            stats = sample(problems, spec, done, lambda recs: cache.write_traces(run, recs),
+                           shard=shard_t, progress=not no_progress, batch_traces=batch_traces)
         finally:
             close = getattr(engine, "close", None)
             if close:

@@ -6,5 +6,6 @@ CLI wires a cache writer in as the sink). Modules: `sampling` (SamplingSpec, the
 one conversion to vLLM), `prompts` (chat-templated one-shot prompts), `records`
 (raw per-token engine output -> TraceRecord, shared by every engine), `engines`
 (the Engine protocol, VLLMEngine, TransformersEngine, make_engine), `runner`
-(generate_run: jobs, seeds, shards, batches, resume via `done`).
+(generate_run: jobs, seeds, shards, batches, resume via `done`), `distributed`
+(the same on R engine replicas as Ray actors; the optional `ray` extra).
 """
