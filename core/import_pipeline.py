@@ -55,7 +55,8 @@ def import_table_file(path: str | Path, run: str, cache_path: str | Path, fmt: s
     else:
         runs = {None: run}
     tok = load_tokenizer(tokenizer)
-    dataset = source.path.stem if source.path.is_file() else source.path.name
+    folder = source.path.parent if source.path.name == "data" else source.path  # a hub repo's data/
+    dataset = source.path.stem if source.path.is_file() else folder.name
     stream = ImportStream(tok, runs, dataset, default_model=model or "unknown")
 
     def rows():
