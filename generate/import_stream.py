@@ -24,6 +24,7 @@ import numpy as np
 from dp.errors import DPError
 from dp.types import AnswerKind, FinishReason, Problem, TraceRecord
 
+UNKNOWN_MODEL = "unknown"  # the model of a row whose model column is empty
 TOKENIZE_CHARS = 2_000_000  # characters per tokenizer call (~0.5 M tokens): bounds memory
 
 
@@ -116,7 +117,7 @@ class ImportStream:
         """The run of a row's model; None for a model not imported (see --model)."""
         if None in self.runs:
             return self.runs[None]
-        return self.runs.get(model)
+        return self.runs.get(UNKNOWN_MODEL if model is None else model)
 
     def batches(self, rows: Iterable[TraceRows]) -> Iterator[WriteBatch]:
         for chunk in rows:

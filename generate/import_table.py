@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from dp.errors import DPError
-from dp.generate.import_stream import TraceRows
+from dp.generate.import_stream import UNKNOWN_MODEL, TraceRows
 from dp.generate.table_source import TableSource
 
 REQUIRED = ("problem_id", "question", "text", "gold")
@@ -120,14 +120,10 @@ def models(cmap: ColumnMap, source: TableSource) -> list[str]:
     if col is None:
         return []
     seen: dict[str, None] = {}
-    for b in source.batches([col], 65536):
+    for b in source.batches([col], 65536, strings=[col]):
         for m in b.column(0).to_pylist():
-            seen.setdefault(str(m), None)
+            seen.setdefault(UNKNOWN_MODEL if m is None else str(m), None)
     return list(seen)
-
-
-def _strings(col: str | None, kind: str) -> tuple[str, ...]:
-    return (col,) if col and kind == "csv" else ()
 
 
 def read_rows(cmap: ColumnMap, source: TableSource, batch_rows: int = 256) -> Iterator[TraceRows]:

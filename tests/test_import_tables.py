@@ -276,3 +276,14 @@ def test_bad_tables_are_one_line_errors_and_write_nothing(real_cache, tmp_path):
     assert "KEY=COLUMN" in line
     line = _fail("export", tmp_path / "o.parquet", "--run", "nope", "--cache", real_cache)
     assert "no run 'nope'" in line and not (tmp_path / "o.parquet").exists()
+
+
+def test_rows_without_a_model_name_are_kept_in_their_own_run(tmp_path):
+    f = tmp_path / "m.jsonl"
+    models = ["m1", "m1", None, "m2"]
+    f.write_text("".join(json.dumps({"pid": "a", "q": "q", "t": f"\\boxed{{{i}}}", "g": "1", "m": m}) + "\n"
+                         for i, m in enumerate(models)))
+    out = _ok("import", f, "--format", "table", "--run", "x", "--cache", tmp_path / "c.duckdb",
+              "--map", "problem_id=pid,question=q,text=t,gold=g,model=m")
+    assert {r["run"]: r["traces"] for r in out["runs"]} == {"x-m1": 2, "x-unknown": 1, "x-m2": 1}
+    assert {r["run"]: r["trace_accuracy"] for r in out["runs"]}["x-m1"] == 0.5
