@@ -23,7 +23,7 @@ TABLE_FORMATS = ("table", "matharena")
 
 def import_table_file(path: str | Path, run: str, cache_path: str | Path, fmt: str,
                       tokenizer: str, column_map: str | None = None, model: str | None = None,
-                      replace: bool = False, batch_rows: int = 256) -> list[dict]:
+                      replace: bool = False, batch_rows: int = 256, atomic: bool = False) -> list[dict]:
     """Import `path` into `cache_path`; returns one summary per run written."""
     from dp.cache.info import run_stats
     from dp.cache.ingest import grading_agreement, write_import
@@ -92,7 +92,8 @@ def import_table_file(path: str | Path, run: str, cache_path: str | Path, fmt: s
                 cache.update_run_settings(st.run, info["settings"])
 
     batches = ((b.run, b.problems, b.records) for b in stream.batches(rows()))
-    write_import(cache_path, list(runs.values()), batches, infos, replace=replace, after=after)
+    write_import(cache_path, list(runs.values()), batches, infos, replace=replace, after=after,
+                 atomic=atomic)
     seconds = time.perf_counter() - t0
     total = sum(st.tokens for st in stream.state.values())
     out = []

@@ -263,15 +263,24 @@ def test_bad_tables_are_one_line_errors_and_write_nothing(real_cache, tmp_path):
     assert not cache.exists()  # nothing was written, not even an empty cache file
     line = _fail("import", good, "--format", "matharena", "--run", "x", "--cache", cache)
     assert "no column 'problem_idx'" in line
-    # a type error deep in a JSONL file: the existing cache is left as it was
+    # a type error deep in a JSONL file, found after batches were committed: --replace of an
+    # existing run keeps the old run, the other runs are untouched, no staged rows remain
     bad = tmp_path / "b.jsonl"
     bad.write_text("".join(json.dumps({"pid": f"p{i}", "q": "q", "t": "ab " * 700, "g": "1"}) + "\n"
                            for i in range(800))  # 1.7 MB: the reader's second block holds the bad row
                    + json.dumps({"pid": "z", "q": "q", "t": ["not", "text"], "g": "1"}) + "\n")
     before = _info(real_cache)
-    line = _fail("import", bad, "--format", "table", "--run", "late", "--cache", real_cache, "--map", spec)
+    line = _fail("import", bad, "--format", "table", "--run", "qwen", "--replace", "--cache", real_cache,
+                 "--map", spec)
     assert str(bad) in line and "cannot read" in line  # found while reading, after batches were written
-    assert _info(real_cache) == before
+    after = _info(real_cache)
+    drop = "bytes_per_token"  # the file may keep the space of the deleted rows
+    assert [{k: v for k, v in r.items() if k != drop} for r in after] == \
+        [{k: v for k, v in r.items() if k != drop} for r in before]
+    con = duckdb.connect(str(real_cache), read_only=True)
+    assert con.execute("SELECT count(*) FROM traces WHERE run NOT IN ('esc', 'qwen')").fetchall()[0][0] == 0
+    assert con.execute("SELECT count(*) FROM problems WHERE run NOT IN ('esc', 'qwen')").fetchall()[0][0] == 0
+    con.close()
     line = _fail("import", good, "--format", "table", "--run", "x", "--cache", cache, "--map", "problem_id=pid,oops")
     assert "KEY=COLUMN" in line
     line = _fail("export", tmp_path / "o.parquet", "--run", "nope", "--cache", real_cache)
@@ -287,3 +296,25 @@ def test_rows_without_a_model_name_are_kept_in_their_own_run(tmp_path):
               "--map", "problem_id=pid,question=q,text=t,gold=g,model=m")
     assert {r["run"]: r["traces"] for r in out["runs"]} == {"x-m1": 2, "x-unknown": 1, "x-m2": 1}
     assert {r["run"]: r["trace_accuracy"] for r in out["runs"]}["x-m1"] == 0.5
+
+
+def test_leftovers_of_a_killed_import_are_cleared_by_the_next(tmp_path):
+    import numpy as np
+
+    from dp.cache.ingest import STAGING
+    from dp.cache.store import Cache
+    from dp.types import Problem, TraceRecord
+
+    cache = tmp_path / "c.duckdb"
+    with Cache(cache, write=True) as c:  # what a kill -9 between two batch commits leaves
+        c.add_problems(STAGING + "r", [Problem("d", "a", "q", "1")])
+        c.write_traces(STAGING + "r", [TraceRecord("a", 0, "x", np.array([1], np.int32), np.array([1], np.int32))])
+    f = tmp_path / "t.jsonl"
+    f.write_text(json.dumps({"pid": "b", "q": "q", "t": "\\boxed{1}", "g": "1"}) + "\n")
+    out = _ok("import", f, "--format", "table", "--run", "r", "--cache", cache,
+              "--map", "problem_id=pid,question=q,text=t,gold=g")
+    assert out["traces"] == 1 and out["trace_accuracy"] == 1.0
+    con = duckdb.connect(str(cache), read_only=True)
+    assert con.execute("SELECT DISTINCT run FROM traces").fetchall() == [("r",)]
+    assert con.execute("SELECT count(*) FROM tokens").fetchall()[0][0] == out["tokens"]
+    con.close()
