@@ -318,3 +318,33 @@ def test_leftovers_of_a_killed_import_are_cleared_by_the_next(tmp_path):
     assert con.execute("SELECT DISTINCT run FROM traces").fetchall() == [("r",)]
     assert con.execute("SELECT count(*) FROM tokens").fetchall()[0][0] == out["tokens"]
     con.close()
+
+
+def test_export_round_trip_keeps_seeds_finish_reasons_and_sampling(tmp_path):
+    from dp.cache.store import Cache, RunInfo
+    from dp.generate.import_stream import ImportStream
+    from dp.types import FinishReason, Problem, TraceRecord
+
+    src, dst = tmp_path / "src.duckdb", tmp_path / "dst.duckdb"
+    sampling = {"temperature": 0.7, "top_p": 0.95, "max_tokens": 64, "seed": 11}
+    stream = ImportStream(load_tokenizer("smollm2-135m"), {None: "g"}, "arith", "m")
+    texts = ["so \\boxed{4}", "hmm \\boxed{5}", "cut off"]
+    ids, ends = stream.encode(texts)
+    recs = [TraceRecord("p1", i, t, ids[i], ends[i], seed=1000 + i,
+                        finish_reason=[FinishReason.STOP, FinishReason.STOP, FinishReason.LENGTH][i])
+            for i, t in enumerate(texts)]
+    with Cache(src, write=True) as c:
+        c.create_run(RunInfo("g", "SmolLM2", "vllm 0.32", "smollm2-135m", "generate", "arith", 3, seed=11,
+                             sampling=sampling))
+        c.add_problems("g", [Problem("arith", "p1", "2+2?", "4")])
+        c.write_traces("g", recs)
+    _ok("export", tmp_path / "g.jsonl", "--run", "g", "--cache", src)
+    out = _ok("import", tmp_path / "g.jsonl", "--format", "table", "--run", "g", "--cache", dst)
+    assert out["model"] == "SmolLM2" and out["trace_accuracy"] == pytest.approx(1 / 3)
+    q = "SELECT idx, seed, finish_reason, text, answer, n_tokens FROM traces ORDER BY idx"
+    a, b = duckdb.connect(str(src), read_only=True), duckdb.connect(str(dst), read_only=True)
+    assert a.execute(q).fetchall() == b.execute(q).fetchall()
+    assert [r[1] for r in b.execute(q).fetchall()] == [1000, 1001, 1002]
+    assert json.loads(b.execute("SELECT sampling FROM runs").fetchall()[0][0]) == sampling
+    a.close()
+    b.close()
