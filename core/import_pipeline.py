@@ -2,7 +2,7 @@
 
 Wires the layers: `dp.generate.table_source` reads the file in batches, the
 format module maps rows to `TraceRows`, `dp.generate.import_stream` tokenizes them,
-`dp.cache.ingest` writes them in one transaction. Validation that needs no rows
+`dp.cache.ingest` writes them (complete runs or nothing). Validation that needs no rows
 (the path, the mapping, column types, the model name, the tokenizer) happens
 before the cache is opened. One run per model name. Returns per run the
 `dp cache info` record plus what the import measured: seconds, tokens/s, the
