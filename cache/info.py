@@ -42,6 +42,7 @@ def run_stats(cache: Cache, run: str) -> dict:
         "run": run,
         "model": info["model"],
         "source": info["source"],
+        "tokenizer": info["tokenizer"],
         "problems": len(problems),
         "traces": n_traces,
         "tokens": tokens,
