@@ -18,6 +18,7 @@ from dp.errors import DPError
 from dp.generate.engines import _Base, _one_line, vllm_env
 from dp.generate.records import build_record
 from dp.generate.sampling import SamplingSpec, to_vllm
+from dp.generate.watchdog import guard_engines
 from dp.types import FinishReason, TraceRecord
 
 
@@ -58,6 +59,7 @@ class StreamEngine(_Base):
         )
         args = AsyncEngineArgs(model=str(self.model_path), tokenizer=str(self.model_path), seed=0,
                                **self._settings)
+        guard_engines()
         try:
             self.engine = AsyncLLM.from_engine_args(args)
         except Exception as exc:  # noqa: BLE001 - the user gets one line
