@@ -48,7 +48,7 @@ def token_bytes_by_run(cache: Cache) -> dict[str, float]:
                                 "AND start = 0").fetchall()[0][0] or 122880
     rows = cache.con.execute(
         "SELECT (k.rowid // ?)::BIGINT AS rg, t.run, count(*) FROM tokens k JOIN traces t USING (trace_id) "
-        "GROUP BY ALL", [int(rg_size)]).fetchall()
+        "GROUP BY ALL ORDER BY ALL", [int(rg_size)]).fetchall()
     per_rg: dict[int, int] = {}
     for rg, _run, c in rows:
         per_rg[rg] = per_rg.get(rg, 0) + c
@@ -78,7 +78,7 @@ def run_stats(cache: Cache, run: str, token_bytes: dict[str, float] | None = Non
         "problems": len(problems),
         "traces": n_traces,
         "tokens": tokens,
-        "bytes_per_token": (token_bytes[run] / tokens) if tokens and run in token_bytes else None,
+        "bytes_per_token": round(token_bytes[run] / tokens, 4) if tokens and run in token_bytes else None,
         "file_bytes_per_token": (size / total_tokens_file) if total_tokens_file else None,
         "trace_accuracy": trace_acc,
         "majority_accuracy": (sum(maj) / len(maj)) if maj else None,
