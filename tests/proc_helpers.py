@@ -54,22 +54,23 @@ class Proc:
 
     def engines(self) -> dict[int, int]:
         """{pid: start time} of the engine processes under this dp (EngineCore, Worker)."""
-        out = {}
-        for pid, start in descendants(self.p.pid).items():
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    cmd = f.read().decode("utf-8", "replace")
-            except OSError:
-                continue
-            if "VLLM" in cmd or "multiprocessing" in cmd:
-                out[pid] = start
-        return out
+        return {pid: start for pid, start in descendants(self.p.pid).items() if is_engine(pid)}
 
     def finish(self, timeout: float = 120) -> int:
         rc = self.p.wait(timeout=timeout)
         for t in self._threads:
             t.join(timeout=5)
         return rc
+
+
+def is_engine(pid: int) -> bool:
+    """A vLLM engine process (EngineCore, Worker) or another multiprocessing child."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read().decode("utf-8", "replace")
+    except OSError:
+        return False
+    return "VLLM" in cmd or "multiprocessing" in cmd
 
 
 def alive(procs: dict[int, int]) -> list[int]:
