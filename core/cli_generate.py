@@ -9,7 +9,7 @@ import click
 from dp.cli_options import cache_option, emit_json, json_option, run_name, verbose_option
 
 DEFAULT_RUN = "default"
-WRITER_WAIT_S = 120.0  # a batch writer waits this long for readers to let go of the cache
+WRITER_WAIT_S = 600.0  # a batch writer waits this long for others (a `dp figures` run) to let go of the cache
 
 
 def parse_shard(text: str) -> tuple[int, int]:
