@@ -18,6 +18,11 @@ def log_level() -> str:
     return os.environ.get("DP_LOG", "error").upper()
 
 
+def is_quiet() -> bool:
+    """True unless DP_LOG asks for library logs (debug, info or warning)."""
+    return log_level() not in ("DEBUG", "INFO", "WARNING")
+
+
 def apply_quiet() -> None:
     level = log_level()
     os.environ.setdefault("VLLM_LOGGING_LEVEL", level)

@@ -26,6 +26,7 @@ from dp.generate.records import TokenText, build_record
 from dp.generate.sampling import SamplingSpec, to_vllm
 from dp.generate.watchdog import guard_engines
 from dp.models import load_tokenizer, resolve_model
+from dp.quiet import is_quiet
 from dp.types import FinishReason, Problem, TraceRecord
 
 
@@ -126,6 +127,8 @@ class VLLMEngine(_Base):
             enforce_eager=enforce_eager, max_num_seqs=max_num_seqs, max_model_len=max_model_len,
             max_num_batched_tokens=max(8192, max_num_seqs * max_prompt_tokens),
         )
+        if is_quiet():
+            self._settings["use_tqdm_on_load"] = False  # no weight-loading bar unless --verbose
         self._settings.update(engine_kwargs)  # any vllm.LLM argument; overrides the above
         guard_engines()
         try:
