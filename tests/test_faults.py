@@ -285,3 +285,29 @@ def test_live_killed_then_interrupted_then_resumed(generated):
         if p.p.poll() is None:
             p.p.kill()
     assert alive(engines) == []
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupt_ends_with_one_line_and_128_plus_signal(tmp_path, data_dir, sig, code):
+    """A command waiting on a locked cache is interrupted: `error: interrupted`, exit 130 / 143."""
+    cache = tmp_path / "c.duckdb"
+    assert invoke("import", data_dir / "traces" / QWEN, "--format", "qwen-math", "--run", "q",
+                  "--cache", cache).exit_code == 0
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import time
+        from dp.cache.store import Cache
+        with Cache({str(cache)!r}, write=True):
+            print("locked", flush=True)
+            time.sleep(60)
+    """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        p = Proc("cache", "info", "--cache", cache, env={"DP_LOCK_WAIT": "60"})
+        time.sleep(4)  # started and retrying
+        assert p.p.poll() is None
+        os.killpg(p.p.pid, sig)
+        assert p.finish(timeout=30) == code
+        assert "".join(p.err).strip().splitlines() == ["error: interrupted"]
+    finally:
+        holder.kill()
+        holder.wait()
