@@ -3,7 +3,7 @@
 One writer at a time (DuckDB's file lock); readers open read-only. A process
 holds the lock only while its `Cache` is open, so long jobs open a writer per
 batch and readers get in between; a caller that meets the lock retries for
-`wait` seconds (`DP_LOCK_WAIT`, default 10) before its one-line error. A writer
+`wait` seconds (`dp.cache.lock`) before its one-line error. A writer
 that creates the file and then fails (an exception leaves the `with` block)
 removes the file again: a failed command leaves no new cache behind. Each call to
 `write_traces` is one transaction: a trace is either fully in the file (its row,
@@ -18,17 +18,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 
 from dp import answers as ans
+from dp.cache.lock import connect
 from dp.cache.schema import check_schema, ensure_schema
 from dp.errors import DPError
 from dp.provenance import stamp
@@ -36,14 +34,6 @@ from dp.types import AnswerKind, Problem, TraceRecord
 
 DEFAULT_CACHE = "dp.duckdb"
 FLOAT_DECIMALS = 4  # log-probs and confidences are stored rounded to 1e-4 (see README)
-
-
-def lock_wait() -> float:
-    """Seconds to retry a locked cache before giving up (DP_LOCK_WAIT, default 10)."""
-    try:
-        return max(0.0, float(os.environ.get("DP_LOCK_WAIT", "10")))
-    except ValueError:
-        raise DPError(f"DP_LOCK_WAIT must be a number of seconds, got {os.environ['DP_LOCK_WAIT']!r}") from None
 
 
 def check_run_name(run: str) -> str:
@@ -130,7 +120,11 @@ class Cache:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self.created = write and not Path(self.path).exists()
         self._new_dir = new_dir
-        self.con = self._connect(lock_wait() if wait is None else wait)
+        try:
+            self.con = connect(self.path, read_only=not write, wait=wait)
+        except DPError:
+            self._remove_if_created()
+            raise
         try:
             if write:
                 ensure_schema(self.con, self.path)
@@ -140,25 +134,6 @@ class Cache:
             self.con.close()
             self._remove_if_created()
             raise
-
-    def _connect(self, wait: float) -> duckdb.DuckDBPyConnection:
-        deadline, pause = time.monotonic() + wait, 0.05
-        while True:
-            try:
-                return duckdb.connect(self.path, read_only=not self.write)
-            except duckdb.IOException as e:
-                msg = str(e)
-                if "lock" not in msg.lower():
-                    self._remove_if_created()
-                    raise DPError(f"cannot open cache {self.path}: {msg.splitlines()[0]}") from None
-                if time.monotonic() >= deadline:
-                    raise DPError(f"cache {self.path} is locked by another process (waited {wait:g} s); "
-                                  "wait for it or use another --cache") from None
-                time.sleep(pause)
-                pause = min(pause * 2, 0.5)
-            except duckdb.Error as e:
-                self._remove_if_created()
-                raise DPError(f"{self.path} is not a DuckDB file ({str(e).splitlines()[0]})") from None
 
     def __enter__(self) -> Cache:
         return self
