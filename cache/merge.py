@@ -4,6 +4,8 @@ Runs with the same name must have the same settings; their traces are unioned
 by (run, problem, index), the first file winning on duplicates. Trace ids are
 renumbered; token rows follow their traces. Judge scores and simulator points
 are not copied (they are recomputed on demand). One transaction per input file.
+Every input is checked before `out` is touched, and an `out` created by a merge
+that then fails is removed again. Paths reach SQL as quoted string literals.
 """
 
 from __future__ import annotations
@@ -14,15 +16,23 @@ from dp.cache.store import Cache, RunInfo
 from dp.errors import DPError
 
 
+def sql_string(text: str) -> str:
+    """`text` as a SQL string literal (for ATTACH, which takes no bound parameters)."""
+    return "'" + str(text).replace("'", "''") + "'"
+
+
 def merge(out: str | Path, inputs: list[str | Path]) -> dict:
     """Merge `inputs` into the cache at `out` (created if missing); returns counts added."""
     added = {"runs": 0, "traces": 0}
+    for src_path in inputs:  # validates: exists and is a dp cache of a readable version
+        if Path(src_path).resolve() == Path(out).resolve():
+            raise DPError(f"{src_path} is also the --out file")
+        with Cache(src_path):
+            pass
     with Cache(out, write=True) as dst:
         for i, src_path in enumerate(inputs):
-            with Cache(src_path):  # validates: exists and is a dp cache of a readable version
-                pass
             alias = f"src{i}"
-            dst.con.execute(f"ATTACH '{Path(src_path).as_posix()}' AS {alias} (READ_ONLY)")
+            dst.con.execute(f"ATTACH {sql_string(Path(src_path).as_posix())} AS {alias} (READ_ONLY)")
             try:
                 with dst.transaction():
                     for row in dst.con.execute(f"SELECT run FROM {alias}.runs").fetchall():

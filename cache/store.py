@@ -1,6 +1,11 @@
 """The Cache: open a dp DuckDB file, write runs and traces in bulk, read them back as numpy.
 
-One writer at a time (DuckDB's file lock); readers open read-only. Each call to
+One writer at a time (DuckDB's file lock); readers open read-only. A process
+holds the lock only while its `Cache` is open, so long jobs open a writer per
+batch and readers get in between; a caller that meets the lock retries for
+`wait` seconds (`dp.cache.lock`) before its one-line error. A writer
+that creates the file and then fails (an exception leaves the `with` block)
+removes the file again: a failed command leaves no new cache behind. Each call to
 `write_traces` is one transaction: a trace is either fully in the file (its row,
 all its tokens, its answer class) or not at all. Answer extraction and the
 grouping of a problem's answers into equivalence classes happen here, once, with
@@ -17,11 +22,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 
 from dp import answers as ans
+from dp.cache.lock import connect
 from dp.cache.schema import check_schema, ensure_schema
 from dp.errors import DPError
 from dp.provenance import stamp
@@ -29,6 +34,13 @@ from dp.types import AnswerKind, Problem, TraceRecord
 
 DEFAULT_CACHE = "dp.duckdb"
 FLOAT_DECIMALS = 3  # log-probs and confidences are stored rounded to 1e-3 (see README): the one rounding
+
+
+def check_run_name(run: str) -> str:
+    """A run name: any non-blank text (it reaches SQL only as a bound parameter)."""
+    if not isinstance(run, str) or not run.strip():
+        raise DPError("run names must not be empty")
+    return run
 
 
 @dataclass(frozen=True)
@@ -46,6 +58,9 @@ class RunInfo:
     sampling: dict = field(default_factory=dict)
     prompt_template: str = ""
     settings: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_run_name(self.run)
 
     def identity(self) -> dict:
         """The fields that must agree when a run is resumed."""
@@ -91,40 +106,56 @@ def _problem_from_row(row: tuple) -> Problem:
 class Cache:
     """A dp trace cache file. Use as a context manager; `write=True` takes the writer lock."""
 
-    def __init__(self, path: str | Path = DEFAULT_CACHE, write: bool = False):
+    def __init__(self, path: str | Path = DEFAULT_CACHE, write: bool = False, wait: float | None = None):
         self.path = str(path)
         self.write = write
         self._tx_depth = 0
         if not write and not Path(self.path).exists():
             raise DPError(f"no cache at {self.path}")
-        if write:
+        if Path(self.path).is_dir():
+            raise DPError(f"{self.path} is a directory, not a cache file")
+        new_dir = None
+        if write and not Path(self.path).parent.exists():
+            new_dir = next(p for p in [Path(self.path).parent, *Path(self.path).parent.parents] if p.parent.exists())
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self.created = write and not Path(self.path).exists()
+        self._new_dir = new_dir
         try:
-            self.con = duckdb.connect(self.path, read_only=not write)
-        except duckdb.IOException as e:
-            msg = str(e)
-            if "lock" in msg.lower():
-                raise DPError(f"cache {self.path} is locked by another process; wait for it or use another --cache") from None
-            raise DPError(f"cannot open cache {self.path}: {msg.splitlines()[0]}") from None
-        except duckdb.Error as e:
-            raise DPError(f"{self.path} is not a DuckDB file ({str(e).splitlines()[0]})") from None
+            self.con = connect(self.path, read_only=not write, wait=wait)
+        except DPError:
+            self._remove_if_created()
+            raise
         try:
             if write:
                 ensure_schema(self.con, self.path)
             elif check_schema(self.con, self.path) == 0:
                 raise DPError(f"{self.path} is an empty DuckDB file, not a dp trace cache")
-        except Exception:
+        except BaseException:
             self.con.close()
+            self._remove_if_created()
             raise
 
     def __enter__(self) -> Cache:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, exc, tb) -> None:
         self.close()
+        if exc_type is not None:
+            self._remove_if_created()
 
     def close(self) -> None:
         self.con.close()
+
+    def _remove_if_created(self) -> None:
+        """Undo the creation of the file (and of its folder) by this writer."""
+        if not getattr(self, "created", False):
+            return
+        for p in (Path(self.path), Path(self.path + ".wal")):
+            p.unlink(missing_ok=True)
+        if self._new_dir is not None:
+            import shutil
+
+            shutil.rmtree(self._new_dir, ignore_errors=True)
 
     # ------------------------------------------------------------------ runs
     def runs(self) -> list[str]:
@@ -146,6 +177,23 @@ class Cache:
         info["created_at"] = str(info["created_at"])
         return info
 
+    def check_resumable(self, info: RunInfo) -> None:
+        """Raise unless the stored run `info.run` has the same identity as `info` (reads only)."""
+        old = self.run_info(info.run)
+        stored = RunInfo(**{f.name: old[f.name] for f in dataclasses.fields(RunInfo)})
+        if stored.identity() != info.identity():
+            diff = [k for k, v in info.identity().items() if stored.identity()[k] != v]
+            raise DPError(
+                f"run '{info.run}' exists with different settings ({', '.join(diff)}); "
+                "use another --run or --replace"
+            )
+
+    def run_totals(self, run: str) -> tuple[int, int]:
+        """(traces, tokens) stored for `run`."""
+        row = self.con.execute("SELECT count(*), coalesce(sum(n_tokens), 0) FROM traces WHERE run = ?",
+                               [run]).fetchall()[0]
+        return int(row[0]), int(row[1])
+
     def create_run(self, info: RunInfo, replace: bool = False, resume: bool = False) -> None:
         """Register a run. An existing run is an error unless `replace` (delete it first)
         or `resume` with identical settings (a resumed generation)."""
@@ -154,14 +202,7 @@ class Cache:
             if replace:
                 self.delete_run(info.run)
             elif resume:
-                old = self.run_info(info.run)
-                stored = RunInfo(**{f.name: old[f.name] for f in dataclasses.fields(RunInfo)})
-                if stored.identity() != info.identity():
-                    diff = [k for k, v in info.identity().items() if stored.identity()[k] != v]
-                    raise DPError(
-                        f"run '{info.run}' exists with different settings ({', '.join(diff)}); "
-                        "use another --run or --replace"
-                    )
+                self.check_resumable(info)
                 return
             else:
                 raise DPError(f"run '{info.run}' already exists in {self.path}; use --replace to overwrite it")

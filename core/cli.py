@@ -4,7 +4,8 @@ Each command parses flags, builds a settings object, calls one library function
 and prints a table or `--json`. Commands live in `dp.cli_*` modules, one per
 stage; heavy imports happen inside the commands so `dp --help` stays fast.
 Errors: a `DPError` (or any unexpected exception) prints one line `error: ...`
-and exits non-zero; set DP_DEBUG=1 for the traceback.
+and exits non-zero; set DP_DEBUG=1 for the traceback. SIGINT and SIGTERM print
+`error: interrupted` and exit 130 / 143 (`dp.interrupts`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import click
 
 from dp import __version__
 from dp.errors import DPError
+from dp.interrupts import exit_code, handle_signals
 
 
 class DPGroup(click.Group):
@@ -24,10 +26,11 @@ class DPGroup(click.Group):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         try:
-            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except click.exceptions.Abort:
+            with handle_signals():
+                rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except (click.exceptions.Abort, KeyboardInterrupt):
             click.echo("error: interrupted", err=True)
-            raise SystemExit(130) from None
+            raise SystemExit(exit_code()) from None
         except click.ClickException as e:  # usage errors: one line, with where to look
             hint = f" (see '{e.ctx.command_path} --help')" if getattr(e, "ctx", None) else ""
             click.echo(f"error: {e.format_message()}{hint}", err=True)
@@ -44,7 +47,7 @@ class DPGroup(click.Group):
             ctx.exit(e.exit_code)
         except KeyboardInterrupt:
             click.echo("error: interrupted", err=True)
-            ctx.exit(130)
+            ctx.exit(exit_code())
         except Exception as e:  # noqa: BLE001 - last line of defence: no tracebacks for users
             if os.environ.get("DP_DEBUG"):
                 raise

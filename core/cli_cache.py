@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import click
 
-from dp.cli_options import cache_option, emit_json, json_option, print_table
+from dp.cli_options import cache_option, emit_json, json_option, print_table, run_name
 
 DEFAULT_TOKENIZER = "smollm2-135m"
 
 
 @click.command("import")
 @click.argument("file", type=click.Path())
-@click.option("--run", "run", required=True, help="Name of the new run (with several models: RUN-<model>).")
+@click.option("--run", "run", required=True, callback=run_name,
+              help="Name of the new run (with several models: RUN-<model>).")
 @cache_option
 @click.option("--format", "fmt", default="generic", show_default=True,
               type=click.Choice(["generic", "esc", "qwen-math", "matharena", "table"]),
@@ -107,17 +108,18 @@ def cache_group():
 
 @cache_group.command("info")
 @cache_option
-@click.option("--run", "runs", multiple=True, help="Only these runs (default: all).")
+@click.option("--run", "runs", multiple=True, callback=run_name, help="Only these runs (default: all).")
 @json_option
 def info_cmd(cache_path, runs, as_json):
     """Per run: problems, traces, tokens, accuracy, majority accuracy, same-answer pair rate."""
-    from dp.cache.info import run_stats
+    from dp.cache.info import run_stats, token_bytes_by_run
     from dp.cache.store import Cache
     from dp.provenance import stamp
 
     with Cache(cache_path) as cache:
         names = list(runs) or cache.runs()
-        rows = [run_stats(cache, r) for r in names]
+        token_bytes = token_bytes_by_run(cache)
+        rows = [run_stats(cache, r, token_bytes) for r in names]
     if as_json:
         emit_json({"cache": cache_path, "runs": rows, **stamp()})
         return
@@ -126,6 +128,9 @@ def info_cmd(cache_path, runs, as_json):
         return
     print_table(rows, ["run", "tokenizer", "problems", "traces", "tokens", "bytes_per_token", "trace_accuracy",
                        "majority_accuracy", "same_answer_pair_rate", "has_logprobs"])
+    if rows[0]["file_bytes_per_token"] is not None:
+        click.echo(f"file: {rows[0]['file_bytes_per_token']:.2f} bytes per token over all runs "
+                   "(bytes_per_token: each run's share of the tokens table)")
 
 
 @cache_group.command("merge")

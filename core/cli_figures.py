@@ -9,6 +9,7 @@ from dp.cli_options import (
     emit_json,
     json_option,
     print_table,
+    run_name,
     seed_option,
     truncate_option,
 )
@@ -16,7 +17,7 @@ from dp.cli_options import (
 
 @click.command("figures")
 @cache_option
-@click.option("--run", "runs", multiple=True, help="Run to draw (repeatable; default: every run).")
+@click.option("--run", "runs", multiple=True, callback=run_name, help="Run to draw (repeatable; default: every run).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Directory for the figures, report.md and figures.json.")
 @click.option("--judge", "judges", multiple=True,
@@ -62,8 +63,16 @@ def figures_cmd(cache_path, runs, out_dir, judges, truncate, orders, order_kind,
         ablation_judge=ablation_judge, max_pairs=max_pairs, fresh=fresh)
     if not Path(cache_path).exists():
         raise DPError(f"no cache at {cache_path}")
-    with Cache(cache_path, write=True) as cache:
-        report = make_figures(cache, list(runs) or None, out_dir, settings)
+    new_out = not Path(out_dir).exists()
+    try:
+        with Cache(cache_path, write=True) as cache:
+            report = make_figures(cache, list(runs) or None, out_dir, settings)
+    except BaseException:
+        if new_out:  # a failed command leaves no new folder behind
+            import shutil
+
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
     if as_json:
         emit_json({"report": str(report.markdown_path), "json": str(report.json_path),
                    **{k: v for k, v in report.to_json().items() if k != "figures"},

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from dp.cli_options import cache_option, emit_json, json_option
+from dp.cli_options import cache_option, emit_json, json_option, run_name, verbose_option
 
 DEFAULT_RUN = "default"
+WRITER_WAIT_S = 600.0  # a batch writer waits this long for others (a `dp figures` run) to let go of the cache
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -45,7 +48,7 @@ def load_problems(dataset: str | None, data: str | None, limit: int | None, seed
 @click.option("--temperature", default=0.7, show_default=True, type=float)
 @click.option("--top-p", default=0.95, show_default=True, type=float)
 @click.option("--seed", default=0, show_default=True, type=int, help="Run seed; each trace's seed derives from it.")
-@click.option("--run", "run", default=DEFAULT_RUN, show_default=True, help="Run name in the cache.")
+@click.option("--run", "run", default=DEFAULT_RUN, show_default=True, callback=run_name, help="Run name in the cache.")
 @click.option("--limit", default=None, type=int, help="Only the first K problems.")
 @click.option("--engine", "engine_kind", default="vllm", show_default=True,
               type=click.Choice(["vllm", "transformers"]))
@@ -60,18 +63,20 @@ def load_problems(dataset: str | None, data: str | None, limit: int | None, seed
               help="Run R engine replicas as Ray actors fed per problem; the driver alone writes (needs the ray extra).")
 @click.option("--ray-address", default=None, help="Join this Ray cluster (e.g. auto, HOST:6379) instead of a local one.")
 @click.option("--tensor-parallel-size", default=1, show_default=True, type=int, help="vLLM: GPUs per engine (replica).")
+@verbose_option
 @json_option
 def generate_cmd(cache_path, model, dataset, data, n, max_tokens, temperature, top_p, seed, run, limit,
                  engine_kind, shard, store_topk, enforce_eager, replace, batch_traces, no_progress,
                  replicas, ray_address, tensor_parallel_size, as_json):
     """Sample traces into the cache. With no options: the embedded default run
     (12 arithmetic problems x 16 traces on SmolLM2-135M). Running the same command
-    again finishes what is missing and never duplicates a trace."""
+    again finishes what is missing and never duplicates a trace. The cache is
+    locked only while a batch is written, so `dp cache info` can watch."""
     from dp.cache.store import Cache, RunInfo
     from dp.errors import DPError
     from dp.generate.engines import make_engine
     from dp.generate.prompts import PROMPT_TEMPLATE_ID, prompt_template
-    from dp.generate.runner import generate_run
+    from dp.generate.runner import generate_run, shard_problems
     from dp.generate.sampling import SamplingSpec
     from dp.models import load_tokenizer, resolve_model
     from dp.provenance import stamp
@@ -94,45 +99,50 @@ def generate_cmd(cache_path, model, dataset, data, n, max_tokens, temperature, t
     info = RunInfo(run=run, model=model, engine=engine_kind, tokenizer=model, source="generate",
                    dataset=dataset_name, n=n, seed=seed, sampling=spec.to_dict(),
                    prompt_template=f"{PROMPT_TEMPLATE_ID}: {template}")
-    with Cache(cache_path, write=True) as cache:
-        if cache.has_run(run) and not replace:
-            cache.create_run(info, resume=True)  # raises if the settings differ; writes nothing
-        from dp.generate.runner import shard_problems
+    done, have_run = set(), False
+    if Path(cache_path).exists():  # a read-only look: resume check, what is missing
+        with Cache(cache_path) as cache:
+            have_run = cache.has_run(run)
+            if have_run and not replace:
+                cache.check_resumable(info)  # raises if the settings differ
+                done = cache.done_keys(run)
+    missing = sum((p.problem_id, i) not in done for p in shard_problems(problems, shard_t) for i in range(n))
+    if missing == 0 and have_run and not replace:  # nothing to do: no engine start, no write
+        out = {"run": run, "cache": cache_path, "traces": 0, "tokens": 0, "skipped": len(done),
+               "run_traces": len(done), **stamp()}
+        emit_json(out) if as_json else click.echo(f"run '{run}': nothing to generate ({len(done)} traces there)")
+        return
+    kw = {"enforce_eager": enforce_eager} if engine_kind == "vllm" else {}
+    if replicas:  # R engines on Ray (dp.generate.distributed); the driver alone writes the cache
+        from dp.generate.distributed import ReplicaPool
 
-        done = cache.done_keys(run)
-        missing = sum((p.problem_id, i) not in done for p in shard_problems(problems, shard_t) for i in range(n))
-        if missing == 0 and cache.has_run(run) and not replace:  # nothing to do: no engine start
-            total = cache.con.execute("SELECT count(*) FROM traces WHERE run = ?", [run]).fetchall()[0][0]
-            out = {"run": run, "cache": cache_path, "traces": 0, "tokens": 0, "skipped": len(done),
-                   "run_traces": total, **stamp()}
-            emit_json(out) if as_json else click.echo(f"run '{run}': nothing to generate ({total} traces there)")
-            return
-        kw = {"enforce_eager": enforce_eager} if engine_kind == "vllm" else {}
-        if replicas:  # R engines on Ray (dp.generate.distributed); the driver alone writes the cache
-            from dp.generate.distributed import ReplicaPool
-
-            engine = ReplicaPool(replicas, engine_kind, model, kw, address=ray_address,
-                                 tensor_parallel_size=tensor_parallel_size)
-        else:
-            if tensor_parallel_size > 1:
-                kw["tensor_parallel_size"] = tensor_parallel_size
-            engine = make_engine(engine_kind, model, **kw)
-        try:
-            info = RunInfo(**{**info.__dict__, "engine": engine.name,
-                              "settings": {"engine": engine.settings(), "shard": shard}})
-            with cache.transaction():
-                cache.create_run(info, replace=replace, resume=not replace)
-                cache.add_problems(run, problems)
+        engine = ReplicaPool(replicas, engine_kind, model, kw, address=ray_address,
+                             tensor_parallel_size=tensor_parallel_size)
+    else:
+        if tensor_parallel_size > 1:
+            kw["tensor_parallel_size"] = tensor_parallel_size
+        engine = make_engine(engine_kind, model, **kw)  # the cache is created only once the engine runs
+    try:
+        info = RunInfo(**{**info.__dict__, "engine": engine.name,
+                          "settings": {"engine": engine.settings(), "shard": shard}})
+        with Cache(cache_path, write=True, wait=WRITER_WAIT_S) as cache, cache.transaction():
+            cache.create_run(info, replace=replace, resume=not replace)
+            cache.add_problems(run, problems)
             done = cache.done_keys(run)
-            sample = engine.run if replicas else (lambda *a, **k: generate_run(engine, *a, **k))
-            stats = sample(problems, spec, done, lambda recs: cache.write_traces(run, recs),
-                           shard=shard_t, progress=not no_progress, batch_traces=batch_traces)
-        finally:
-            close = getattr(engine, "close", None)
-            if close:
-                close()
-        total = cache.con.execute("SELECT count(*), coalesce(sum(n_tokens), 0) FROM traces WHERE run = ?",
-                                  [run]).fetchall()[0]
+
+        def sink(records):  # the write lock is held only while a batch is written
+            with Cache(cache_path, write=True, wait=WRITER_WAIT_S) as cache:
+                cache.write_traces(run, records)
+
+        sample = engine.run if replicas else (lambda *a, **k: generate_run(engine, *a, **k))
+        stats = sample(problems, spec, done, sink, shard=shard_t, progress=not no_progress,
+                       batch_traces=batch_traces)
+    finally:
+        close = getattr(engine, "close", None)
+        if close:
+            close()
+    with Cache(cache_path, wait=WRITER_WAIT_S) as cache:
+        total = cache.run_totals(run)
     out = {"run": run, "cache": cache_path, "engine": engine.name, "model": model, "dataset": dataset_name,
            "sampling": spec.to_dict(), "shard": shard, **stats, "run_traces": total[0], "run_tokens": total[1],
            **stamp()}

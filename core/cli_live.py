@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import click
 
-from dp.cli_options import cache_option, emit_json, json_option, seed_option, truncate_option
+from dp.cli_options import (
+    cache_option,
+    emit_json,
+    json_option,
+    run_name,
+    seed_option,
+    truncate_option,
+    verbose_option,
+)
 
 
 @click.command("live")
 @cache_option
-@click.option("--run", "ref_run", required=True, help="Cached run whose problems, prompts, settings and seeds are reused.")
-@click.option("--live-run", default=None, help="Name of the live run to store (default: RUN-live-POLICY-MODE).")
+@click.option("--run", "ref_run", required=True, callback=run_name, help="Cached run whose problems, prompts, settings and seeds are reused.")
+@click.option("--live-run", default=None, callback=run_name, help="Name of the live run to store (default: RUN-live-POLICY-MODE).")
 @click.option("--policy", default="deepprune", show_default=True, help="A prefix policy: deepprune, cons or random.")
 @click.option("--judge", default="features", show_default=True, help="Judge name or trained judge directory.")
 @click.option("--tau", type=float, default=None, help="DeepPrune threshold (0.5).")
@@ -25,10 +33,13 @@ from dp.cli_options import cache_option, emit_json, json_option, seed_option, tr
 @click.option("--compare", is_flag=True, help="Also replay the simulator in the live arrival order and time full generation.")
 @click.option("--replace", is_flag=True, help="Overwrite a live run of the same name.")
 @seed_option
+@verbose_option
 @json_option
 def live_cmd(cache_path, ref_run, live_run, policy, judge, tau, K, K1, K2, K3, truncate, mode, limit, compare,
              replace, seed, as_json):
-    """Run POLICY live on vLLM's async engine with the seeds of a cached run; store what it generated."""
+    """Run POLICY live on vLLM's async engine with the seeds of a cached run; store what it generated.
+    Interrupted (Ctrl-C, SIGTERM), the run keeps its finished problems and is marked
+    incomplete; the same command again resumes it."""
     from dp.cache.store import Cache
     from dp.provenance import stamp
     from dp.simulate.live_run import LiveSettings, run_live

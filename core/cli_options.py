@@ -19,8 +19,28 @@ truncate_option = click.option(
 )
 
 
+def run_name(ctx, param, value):
+    """click callback: a run name (or several) must not be blank."""
+    values = value if isinstance(value, tuple) else (value,)
+    if any(v is not None and not str(v).strip() for v in values):
+        raise click.BadParameter("run names must not be empty")
+    return value
+
+
+def _verbose(ctx, param, value):
+    import os
+
+    if value:
+        os.environ["DP_LOG"] = "info"  # read by dp.generate.engines.vllm_env before vLLM is imported
+    return value
+
+
+verbose_option = click.option("--verbose", is_flag=True, expose_value=False, callback=_verbose,
+                              help="Show vLLM's own log (also DP_LOG=info); quiet by default.")
+
+
 def run_option(required: bool = False, help: str = "Run name in the cache."):
-    return click.option("--run", "run", required=required, default=None, help=help)
+    return click.option("--run", "run", required=required, default=None, callback=run_name, help=help)
 
 
 def emit_json(obj) -> None:

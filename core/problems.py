@@ -123,8 +123,12 @@ def _limited(problems: list[Problem], limit: int | None) -> list[Problem]:
 def read_jsonl(path: Path) -> list[tuple[int, dict]]:
     """(line number, object) for each non-blank line; a bad line is a DPError naming it."""
     rows = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise DPError(f"{path}:{lineno}: not UTF-8 text (a binary file?)") from None
             if not line.strip():
                 continue
             try:
@@ -182,7 +186,16 @@ def _from_row(fmt: str, row: dict, lineno: int, index: int, path: Path, dataset:
 
 def _load_gpqa(path: Path, dataset: str, seed: int) -> list[Problem]:
     """GPQA's CSV: the four answers shuffled per row with rng(seed, "gpqa", row), gold a letter."""
-    with path.open(encoding="utf-8", newline="") as f:
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = path.read_bytes()[: e.start].count(b"\n") + 1
+        raise DPError(f"{path}:{line}: not UTF-8 text (a binary file?)") from None
+    if "\0" in text:
+        raise DPError(f"{path}:{text[: text.index(chr(0))].count(chr(10)) + 1}: NUL byte (a binary file?)")
+    import io
+
+    with io.StringIO(text, newline="") as f:
         reader = csv.DictReader(f)
         missing = [c for c in _GPQA_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:

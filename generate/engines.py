@@ -24,7 +24,9 @@ import numpy as np
 from dp.errors import DPError
 from dp.generate.records import TokenText, build_record
 from dp.generate.sampling import SamplingSpec, to_vllm
+from dp.generate.watchdog import guard_engines
 from dp.models import load_tokenizer, resolve_model
+from dp.quiet import is_quiet
 from dp.types import FinishReason, Problem, TraceRecord
 
 
@@ -63,10 +65,13 @@ def _one_line(exc: BaseException) -> str:
 
 def vllm_env(kv_cache_gib: float) -> None:
     """Environment for vLLM, set before it is imported: KV cache size on the CPU, and its
-    log (warnings only) on stderr so that stdout stays clean for --json."""
+    log on stderr so that stdout stays clean for --json. Quiet by default: vLLM logs
+    errors only unless DP_LOG (set by `--verbose` to "info") names another level."""
+    from dp.quiet import apply_quiet
+
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{kv_cache_gib:g}")
-    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
+    apply_quiet()
 
 
 class _Base:
@@ -122,7 +127,10 @@ class VLLMEngine(_Base):
             enforce_eager=enforce_eager, max_num_seqs=max_num_seqs, max_model_len=max_model_len,
             max_num_batched_tokens=max(8192, max_num_seqs * max_prompt_tokens),
         )
+        if is_quiet():
+            self._settings["use_tqdm_on_load"] = False  # no weight-loading bar unless --verbose
         self._settings.update(engine_kwargs)  # any vllm.LLM argument; overrides the above
+        guard_engines()
         try:
             self.llm = vllm.LLM(model=str(self.model_path), tokenizer=str(self.model_path), seed=0,
                                 **self._settings)

@@ -18,6 +18,8 @@ from dp.errors import DPError
 from dp.generate.engines import _Base, _one_line, vllm_env
 from dp.generate.records import build_record
 from dp.generate.sampling import SamplingSpec, to_vllm
+from dp.generate.watchdog import guard_engines
+from dp.quiet import is_quiet
 from dp.types import FinishReason, TraceRecord
 
 
@@ -56,8 +58,11 @@ class StreamEngine(_Base):
             max_num_seqs=max_num_seqs, max_model_len=max_model_len,
             max_num_batched_tokens=max(8192, max_num_seqs * max_prompt_tokens),
         )
+        if is_quiet():
+            self._settings["use_tqdm_on_load"] = False  # no weight-loading bar unless --verbose
         args = AsyncEngineArgs(model=str(self.model_path), tokenizer=str(self.model_path), seed=0,
                                **self._settings)
+        guard_engines()
         try:
             self.engine = AsyncLLM.from_engine_args(args)
         except Exception as exc:  # noqa: BLE001 - the user gets one line

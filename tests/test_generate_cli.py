@@ -1,7 +1,7 @@
 """`dp generate` end to end on the real vLLM engine and the embedded model (slow).
 
-A kill -9 in the middle of a generation followed by the same command must end
-with exactly the traces of an uninterrupted run of the same seed.
+A kill -9 in the middle of a generation leaves no engine process alive, and the
+same command then ends with exactly the traces of an uninterrupted run of the same seed.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ import numpy as np
 import pytest
 
 from dp.cache.store import Cache
+from dp.generate.watchdog import descendants
 from tests.conftest import invoke
+from tests.proc_helpers import is_engine, kill_leftovers, wait_gone
 
 DP = [sys.executable, "-m", "dp.cli"]
 ARGS = ["--limit", "4", "--n", "6", "--max-tokens", "40", "--seed", "7", "--enforce-eager", "--batch", "6"]
@@ -81,8 +83,12 @@ def test_generate_reads_back_and_resumes_after_kill(tmp_path):
             seen = True
             break
     assert seen, buf[-2000:]
+    engines = {pid: st for pid, st in descendants(proc.pid).items() if is_engine(pid)}
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    left = wait_gone(engines, timeout=15)
+    kill_leftovers(engines)
+    assert engines and left == [], "an engine outlived the killed dp generate"
     with Cache(part) as c:
         assert 0 < len(c.done_keys("default")) < 24
     r = subprocess.run(cmd + ["--no-progress"], capture_output=True, text=True, env=env, timeout=600)
