@@ -68,18 +68,7 @@ def end_offsets_at(cache: Cache, trace_ids: Sequence[int], n_tokens: Sequence[in
     ids = np.asarray(trace_ids, dtype=np.int64)
     if ids.size == 0:
         return np.zeros(0, np.int64)
-    lo, hi = _want(cache, ids, k=np.asarray(n_tokens, dtype=np.int64))
-    try:
-        rows = cache.con.execute(
-            "SELECT w.i, max(t.end_offset) FROM _want w JOIN tokens t ON t.trace_id = w.tid AND t.pos < w.k "
-            "WHERE t.trace_id BETWEEN ? AND ? GROUP BY w.i", [lo, hi],
-        ).fetchall()
-    finally:
-        _drop(cache)
-    out = np.zeros(ids.size, np.int64)
-    for i, e in rows:
-        out[int(i)] = int(e)
-    return out
+    return _token_aggregate(cache, ids, "max(t.end_offset)", "t.pos < w.k", k=np.asarray(n_tokens, np.int64))
 
 
 def text_heads(cache: Cache, trace_ids: Sequence[int], n_chars: int) -> list[str]:
@@ -107,15 +96,21 @@ def tokens_before(cache: Cache, trace_ids: Sequence[int], char_ends: Sequence[in
     ids = np.asarray(trace_ids, dtype=np.int64)
     if ids.size == 0:
         return np.zeros(0, np.int64)
-    lo, hi = _want(cache, ids, e=np.asarray(char_ends, dtype=np.int64))
+    return _token_aggregate(cache, ids, "count(*)", "t.end_offset < w.e", e=np.asarray(char_ends, np.int64))
+
+
+def _token_aggregate(cache: Cache, ids: np.ndarray, agg: str, cond: str, **cols) -> np.ndarray:
+    """(n,) int64: `agg` over each trace's tokens that satisfy `cond` (per-trace values in `cols`,
+    columns of `_want`); 0 where no token does. `agg` and `cond` are fixed SQL text from this module."""
+    lo, hi = _want(cache, ids, **cols)
     try:
         rows = cache.con.execute(
-            "SELECT w.i, count(*) FROM _want w JOIN tokens t ON t.trace_id = w.tid AND t.end_offset < w.e "
+            f"SELECT w.i, {agg} FROM _want w JOIN tokens t ON t.trace_id = w.tid AND {cond} "
             "WHERE t.trace_id BETWEEN ? AND ? GROUP BY w.i", [lo, hi],
         ).fetchall()
     finally:
         _drop(cache)
     out = np.zeros(ids.size, np.int64)
-    for i, c in rows:
-        out[int(i)] = int(c)
+    for i, v in rows:
+        out[int(i)] = int(v)
     return out

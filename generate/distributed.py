@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from dp.errors import DPError
 from dp.generate.engines import Job
-from dp.generate.runner import DEFAULT_BATCH_TRACES, build_jobs, shard_problems
+from dp.generate.runner import DEFAULT_BATCH_TRACES, build_jobs, run_stats, shard_problems
 from dp.generate.sampling import SamplingSpec
 from dp.types import Problem, TraceRecord
 
@@ -263,16 +263,8 @@ class ReplicaPool:
         finally:
             if bar is not None:
                 bar.close()
-        seconds = time.perf_counter() - t0
-        return {
-            "traces": traces,
-            "tokens": tokens,
-            "seconds": round(seconds, 3),
-            "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 and tokens else 0.0,
-            "skipped": skipped,
-            "replicas": len(self.actors),
-            "replica_failures": failures,
-        }
+        return {**run_stats(traces, tokens, t0, skipped), "replicas": len(self.actors),
+                "replica_failures": failures}
 
     def close(self) -> None:
         """Stop every engine and actor, then the local Ray instance if this pool started it."""

@@ -95,6 +95,11 @@ def generate_run(
     finally:
         if bar is not None:
             bar.close()
+    return run_stats(traces, tokens, t0, skipped)
+
+
+def run_stats(traces: int, tokens: int, t0: float, skipped: int) -> dict:
+    """What a generation reports: traces and tokens written, seconds since `t0`, throughput."""
     seconds = time.perf_counter() - t0
     return {
         "traces": traces,
