@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -14,6 +15,12 @@ from dp.generate.watchdog import _stat, descendants
 DP = [sys.executable, "-m", "dp.cli"]
 
 
+def _terminal_signals() -> None:
+    """Ctrl-C as a terminal delivers it: a test run started in the background by a non-interactive
+    shell (`make test &`, nohup) inherits SIGINT ignored, and `dp` keeps an ignored SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Proc:
     """`dp ARGS` in its own session (so a group signal reaches it and its children only),
     with stdout and stderr read in the background into one buffer."""
@@ -21,7 +28,7 @@ class Proc:
     def __init__(self, *args: str, env: dict | None = None):
         self.p = subprocess.Popen([*DP, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-                                  start_new_session=True)
+                                  start_new_session=True, preexec_fn=_terminal_signals)
         self.out, self.err = [], []
         self._threads = [threading.Thread(target=self._read, args=(s, buf), daemon=True)
                          for s, buf in ((self.p.stdout, self.out), (self.p.stderr, self.err))]

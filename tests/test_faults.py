@@ -200,8 +200,10 @@ def test_bytes_per_token_is_per_run_and_the_file_figure_is_labelled(tmp_path, da
 
 # ------------------------------------------------------------------ the real engine
 
-GEN = ["--limit", "3", "--n", "4", "--max-tokens", "32", "--seed", "5", "--enforce-eager", "--batch", "2",
-       "--run", "r"]
+# GSM8K answers run to the token limit and one trace per batch: the run takes long enough (12 batches)
+# that a reader and a Ctrl-C reliably land in the middle of it, also on a quiet machine
+GEN = ["--dataset", "gsm8k", "--limit", "3", "--n", "4", "--max-tokens", "64", "--seed", "5", "--enforce-eager",
+       "--batch", "1", "--run", "r"]
 
 
 def _keys(cache) -> list[tuple[str, int]]:
@@ -210,7 +212,7 @@ def _keys(cache) -> list[tuple[str, int]]:
 
 
 @pytest.fixture(scope="module")
-def generated(tmp_path_factory):
+def generated(tmp_path_factory, data_dir):
     """`dp generate` interrupted by SIGINT, then killed by SIGKILL, then completed."""
     cache = tmp_path_factory.mktemp("faults") / "g.duckdb"
     report = {}
