@@ -133,13 +133,13 @@ def eval_cmd(cache_path, run, judge, truncate, max_pairs, seed, crossfit, oversa
     problems and each pair is scored by the one that never saw its problem (--oversample
     applies to that training).
     """
-    from dp.judge.insample import warning
+    from dp.judge.insample import message
     from dp.judge.train import evaluate_judge
 
     result = evaluate_judge(cache_path, run, judge, truncate, max_pairs, seed, crossfit=crossfit,
                             oversample=oversample)
     if result["judge_in_sample"]:
-        click.echo(warning(result["judge"], run), err=True)
+        click.echo(f"warning: {message(result['judge'], run)}", err=True)
     if as_json:
         emit_json(result)
     else:

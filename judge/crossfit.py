@@ -46,6 +46,10 @@ class FoldJudges:
             raise DPError(f"problem '{problem_id}' was not in the cross-fitted run")
         return self.judges[self.fold_of[problem_id]]
 
+    def pair_folds(self, pairs) -> np.ndarray:
+        """(m,) int64 fold of each pair of a PairSet (its problem's fold)."""
+        return pair_folds(pairs, self.fold_of)
+
     def describe(self) -> dict:
         return {"crossfit": self.k, "judge_type": self.judge_type, "seed": self.seed,
                 "fold_judges": [j.name for j in self.judges]}
@@ -61,6 +65,11 @@ def assign_folds(problem_ids: list[str], k: int, seed: int) -> dict[str, int]:
     return {problem_ids[i]: int(pos % k) for pos, i in enumerate(order)}
 
 
+def pair_folds(pairs, fold_of: dict[str, int]) -> np.ndarray:
+    """(m,) int64 fold of each pair; `pairs.problems` holds "run/problem_id"."""
+    return np.array([fold_of[str(p).split("/", 1)[1]] for p in pairs.problems], dtype=np.int64)
+
+
 def crossfit_judges(cache: Cache, run: str, judge_type: str, rule: TruncationRule | str, k: int,
                     seed: int = 0, oversample: int = 2, max_pairs: int | None = None,
                     settings: dict | None = None) -> FoldJudges:
@@ -74,7 +83,7 @@ def crossfit_judges(cache: Cache, run: str, judge_type: str, rule: TruncationRul
     pairs = build_pairs(cache, run, rule, max_pairs, seed, oversample)
     ids = [pt.problem.problem_id for pt in cache.load_run(run)]
     folds = assign_folds(ids, k, seed)
-    pair_fold = np.array([folds[str(p).split("/", 1)[1]] for p in pairs.problems], dtype=np.int64)
+    pair_fold = pair_folds(pairs, folds)
     module, attr = TRAINERS[judge_type].split(":")
     fit = getattr(importlib.import_module(module), attr)
     tmp = tempfile.TemporaryDirectory(prefix="dp-crossfit-")

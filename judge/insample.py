@@ -39,6 +39,7 @@ def in_sample(judge, run: str, questions: Iterable[str]) -> bool:
     return any(problem_digest(q) in seen for q in questions)
 
 
-def warning(judge_name: str, run: str) -> str:
-    return (f"warning: judge {judge_name} was trained on problems of run '{run}': its scores there are "
+def message(judge_name: str, run: str) -> str:
+    """The in-sample warning (callers print it after `warning: ` or a policy name)."""
+    return (f"judge {judge_name} was trained on problems of run '{run}': its scores there are "
             f"in-sample (use --crossfit K, or a judge trained on other runs)")

@@ -177,7 +177,7 @@ def evaluate_judge(cache_path: str | Path, run: str, judge: str | Judge, rule: T
             raise DPError(f"run '{run}' has no pairs of both labels under {rule}; AUROC undefined")
         if crossfit:
             folds = crossfit_judges(cache, run, str(judge), rule, crossfit, seed, oversample, max_pairs)
-            pair_fold = np.array([folds.fold_of[str(p).split("/", 1)[1]] for p in pairs.problems])
+            pair_fold = folds.pair_folds(pairs)
             scores = np.empty(pairs.n)
             for f, j in enumerate(folds.judges):
                 rows = np.flatnonzero(pair_fold == f)

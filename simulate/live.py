@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dp.answers import extract_answer, group_answers, is_correct, majority
+from dp.answers import arrival_ranks, extract_answer, group_answers, is_correct, majority
 from dp.errors import DPError
 from dp.judge.base import Prefix
 from dp.judge.truncation import TruncationRule, prefix_text
@@ -151,8 +151,7 @@ async def run_problem(engine, policy, judge, rule: TruncationRule, problem: Prob
             records[t].finish_reason = FinishReason.ABORT
     answers = [extract_answer(r.text, problem.kind) if finished[t] else None for t, r in enumerate(records)]
     classes = group_answers(answers, problem.kind)
-    ranks = np.empty(n, dtype=np.int64)
-    ranks[np.asarray(arrival, dtype=np.int64)] = np.arange(n)
+    ranks = arrival_ranks(np.asarray(arrival, dtype=np.int64)[None, :])[0]
     weights = policy.weights(state)
     win = majority(classes, ranks, None if weights is None else weights[0])  # the policy's vote, ties by arrival
     ok = win >= 0 and bool(is_correct(answers[int(np.flatnonzero(classes == win)[0])], problem.gold, problem.kind))

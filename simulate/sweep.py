@@ -19,7 +19,7 @@ from dp.cache.store import Cache
 from dp.errors import DPError
 from dp.judge.base import load_judge
 from dp.judge.crossfit import crossfit_judges
-from dp.judge.insample import in_sample, warning
+from dp.judge.insample import in_sample, message
 from dp.judge.truncation import TruncationRule
 from dp.provenance import stamp
 from dp.simulate.context import build_contexts
@@ -131,14 +131,14 @@ def simulate(cache: Cache, s: SimSettings, store: bool = True) -> list[PolicyRes
                         else judge_info)
                 res.params.update(truncate=str(rule), judge_arg=policy.judge_override or s.judge, **info)
                 res.judge_in_sample = bool(info.get("judge_in_sample"))
-            res.warnings += _warnings(res, policy, contexts, rule)
+            res.warnings += _warnings(res, contexts, rule)
             results.append(res)
     if store and cache.write:
         store_points(cache, s.run, results)
     return results
 
 
-def _warnings(res: PolicyResult, policy, contexts, rule) -> list[str]:
+def _warnings(res: PolicyResult, contexts, rule) -> list[str]:
     """Settings under which a prefix policy cannot prune, and in-sample judges, in words."""
     out = []
     if res.prefix_share is not None and res.prefix_share > 0.5:
@@ -151,7 +151,7 @@ def _warnings(res: PolicyResult, policy, contexts, rule) -> list[str]:
             out.append(f"{res.policy}: N <= K2 = {K2} on {small} of {len(contexts)} problems: the largest "
                        f"cluster finishes whole, only other clusters are pruned")
     if res.params.get("judge_in_sample"):
-        out.append(warning(str(res.params.get("judge")), "this run").replace("warning: ", f"{res.policy}: "))
+        out.append(f"{res.policy}: {message(str(res.params.get('judge')), 'this run')}")
     return out
 
 
