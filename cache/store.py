@@ -467,10 +467,15 @@ class _Transaction:
         return False
 
 
+def stored_float(x) -> np.ndarray:
+    """A float column as the cache stores it (rounded to FLOAT_DECIMALS, float32): the one rounding."""
+    return np.round(np.asarray(x, dtype=np.float64), FLOAT_DECIMALS).astype(np.float32)
+
+
 def _rounded(x: np.ndarray | None, n: int) -> pa.Array:
     if x is None:
         return pa.nulls(n, pa.float32())
-    v = np.round(np.asarray(x, dtype=np.float64), FLOAT_DECIMALS).astype(np.float32)
+    v = stored_float(x)
     return pa.array(v, pa.float32(), mask=~np.isfinite(v))
 
 

@@ -6,6 +6,7 @@ import click
 
 from dp.cli_options import (
     cache_option,
+    dtype_option,
     emit_json,
     json_option,
     run_name,
@@ -19,50 +20,80 @@ from dp.cli_options import (
 @cache_option
 @click.option("--run", "ref_run", required=True, callback=run_name, help="Cached run whose problems, prompts, settings and seeds are reused.")
 @click.option("--live-run", default=None, callback=run_name, help="Name of the live run to store (default: RUN-live-POLICY-MODE).")
-@click.option("--policy", default="deepprune", show_default=True, help="A prefix policy: deepprune, cons or random.")
+@click.option("--policy", "policies", multiple=True, default=["deepprune"], show_default=True,
+              help="deepprune, cons, random, deepconf-low, deepconf-high, esc, adaptive or slimsc; "
+                   "repeat it to run several in turn on one engine.")
 @click.option("--judge", default="features", show_default=True, help="Judge name or trained judge directory.")
 @click.option("--tau", type=float, default=None, help="DeepPrune threshold (0.5).")
 @click.option("--K", "K", type=int, default=None)
 @click.option("--K1", "K1", type=int, default=None)
 @click.option("--K2", "K2", type=int, default=None)
 @click.option("--K3", "K3", type=int, default=None)
+@click.option("--keep", type=int, default=None, help="random: traces finished (20).")
+@click.option("--window", type=int, default=None, help="esc: traces per window (5).")
+@click.option("--confidence", type=float, default=None, help="adaptive: stopping confidence (0.95).")
+@click.option("--wave", type=int, default=None, help="adaptive: traces started together (1).")
+@click.option("--warmup", type=int, default=None, help="deepconf: warm-up traces (16).")
+@click.option("--conf-window", type=int, default=None, help="deepconf: tokens per confidence group (2048).")
+@click.option("--similarity", type=float, default=None, help="slimsc: prune above this segment cosine (0.98).")
+@click.option("--every", type=int, default=None, help="slimsc: tokens between checkpoints (32).")
 @truncate_option
 @click.option("--mode", default="keep", show_default=True, type=click.Choice(["keep", "resume"]),
               help="keep: candidates decode until the clustering is done; resume: stop at the prefix, resume the kept.")
+@click.option("--max-problems-in-flight", "max_in_flight", type=int, default=4, show_default=True,
+              help="Problems running at once on the engine (their traces share its batch).")
+@dtype_option
 @click.option("--limit", type=int, default=None, help="Only the first K problems of the run.")
 @click.option("--compare", is_flag=True, help="Also replay the simulator in the live arrival order and time full generation.")
 @click.option("--replace", is_flag=True, help="Overwrite a live run of the same name.")
 @seed_option
 @verbose_option
 @json_option
-def live_cmd(cache_path, ref_run, live_run, policy, judge, tau, K, K1, K2, K3, truncate, mode, limit, compare,
+def live_cmd(cache_path, ref_run, live_run, policies, judge, tau, K, K1, K2, K3, keep, window, confidence, wave,
+             warmup, conf_window, similarity, every, truncate, mode, max_in_flight, dtype, limit, compare,
              replace, seed, as_json):
     """Run POLICY live on vLLM's async engine with the seeds of a cached run; store what it generated.
     Interrupted (Ctrl-C, SIGTERM), the run keeps its finished problems and is marked
     incomplete; the same command again resumes it."""
     from dp.cache.store import Cache
+    from dp.errors import DPError
     from dp.provenance import stamp
-    from dp.simulate.live_run import LiveSettings, run_live
+    from dp.simulate.live_run import LiveSettings, run_lives
 
-    params = {k: v for k, v in {"tau": tau, "K": K, "K1": K1, "K2": K2, "K3": K3}.items() if v is not None}
-    settings = LiveSettings(reference_run=ref_run, live_run=live_run or f"{ref_run}-live-{policy}-{mode}",
-                            policy=policy, params=params, judge=judge, truncate=truncate, mode=mode,
-                            limit=limit, seed=seed, compare=compare, replace=replace)
+    given = {"tau": tau, "K": K, "K1": K1, "K2": K2, "K3": K3, "keep": keep, "window": window,
+             "confidence": confidence, "wave": wave, "warmup": warmup, "conf_window": conf_window,
+             "similarity": similarity, "every": every}
+    params = {k: v for k, v in given.items() if v is not None}
+    if live_run and len(policies) > 1:
+        raise DPError("--live-run names one run; with several --policy the runs are named RUN-live-POLICY-MODE")
+    settings = [LiveSettings(reference_run=ref_run, live_run=live_run or f"{ref_run}-live-{policy}-{mode}",
+                             policy=policy, params=params, judge=judge, truncate=truncate, mode=mode,
+                             max_in_flight=max_in_flight, dtype=dtype, limit=limit, seed=seed, compare=compare,
+                             replace=replace) for policy in dict.fromkeys(policies)]
     with Cache(cache_path, write=True) as cache:
-        out = run_live(cache, settings, progress=not as_json)
-    out = {**out, "cache": cache_path, **stamp()}
+        outs = run_lives(cache, settings, progress=not as_json)
+    outs = [{**out, "cache": cache_path, **stamp()} for out in outs]
     if as_json:
-        emit_json(out)
+        emit_json(outs[0] if len(outs) == 1 else {"runs": outs})
         return
-    click.echo(f"live run '{out['live_run']}' ({settings.mode} mode, {out['problems']} problems x {out['n']} traces, "
-               f"seed {seed}, truncate {truncate}, judge {judge})")
-    click.echo(f"  live: {out['live_tokens']} tokens in {out['live_seconds']:.1f} s, accuracy {out['live_accuracy']:.3f}, "
+    for out in outs:
+        _echo(out, judge)
+
+
+def _echo(out: dict, judge: str) -> None:
+    click.echo(f"live run '{out['live_run']}' ({out['policy']}, {out['mode']} mode, {out['problems']} problems x "
+               f"{out['n']} traces, seed {out['seed']}, truncate {out['truncate']}, judge {judge})")
+    click.echo(f"  live: {out['live_tokens']} tokens in {out['live_seconds']:.1f} s ({out['max_problems_in_flight']} "
+               f"problems in flight, {out['dtype']}), accuracy {out['live_accuracy']:.3f}, "
                f"judge {out['judge_seconds']:.2f} s for {out['judge_pairs']} pairs")
-    if compare:
+    if "simulated_tokens" in out:
         click.echo(f"  simulated ({out['accounting']} accounting): {out['simulated_tokens']} tokens; "
                    f"decisions matched {out['decisions_matched']}/{out['decisions_total']}")
         click.echo(f"  full generation of the same traces: {out['full_tokens']} tokens in "
                    f"{out['full_generation_seconds']:.1f} s")
+        if out["token_cut"] is not None and out["wall_cut"] is not None:
+            click.echo(f"  token cut {out['token_cut']:.1%}, wall-time cut {out['wall_cut']:.1%} "
+                       f"(ratio {out['wall_to_token_cut'] or float('nan'):.2f})")
 
 
 COMMANDS = [live_cmd]

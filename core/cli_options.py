@@ -19,6 +19,13 @@ truncate_option = click.option(
 )
 
 
+dtype_option = click.option(
+    "--dtype", default=None, type=click.Choice(["auto", "bfloat16", "float32"]),
+    help="Engine dtype. Default float32 on a CPU (seeded traces repeat bit for bit whatever the batch); "
+         "bfloat16 is faster there but not batch-invariant (README: Live runs).",
+)
+
+
 def run_name(ctx, param, value):
     """click callback: a run name (or several) must not be blank."""
     values = value if isinstance(value, tuple) else (value,)

@@ -145,7 +145,7 @@ def build_record(
     """The one constructor of generated TraceRecords."""
     ids = np.asarray(token_ids, dtype=np.int32)
     text, offsets = token_text.decode(ids)
-    topk_lp = np.asarray(topk_logprobs, dtype=np.float32).reshape(ids.size, -1)
+    topk_lp = np.asarray(topk_logprobs, dtype=np.float32).reshape(ids.size, k)
     return TraceRecord(
         problem_id=problem_id,
         index=int(index),
@@ -156,6 +156,6 @@ def build_record(
         finish_reason=finish_reason,
         logprobs=np.asarray(sampled_logprobs, dtype=np.float32),
         confidence=token_confidence(topk_lp, k),
-        topk_ids=np.asarray(topk_ids, dtype=np.int32).reshape(ids.size, -1) if store_topk else None,
+        topk_ids=np.asarray(topk_ids, dtype=np.int32).reshape(ids.size, k) if store_topk else None,
         topk_logprobs=topk_lp if store_topk else None,
     )

@@ -87,9 +87,7 @@ class StreamEngine(_Base):
             o = out.outputs[0]
             ids = list(o.token_ids)
             if ids:
-                flat = o.logprobs
-                lp = np.asarray(flat.logprobs, dtype=np.float32).reshape(len(ids), k1)
-                tid = np.asarray(flat.token_ids, dtype=np.int64).reshape(len(ids), k1)
+                lp, tid = _positions(o.logprobs, len(ids), k1)
                 stream.ids += ids
                 stream.sampled += lp[:, 0].tolist()
                 stream.topk_ids += tid[:, 1:].tolist()
@@ -111,8 +109,8 @@ class StreamEngine(_Base):
         return build_record(
             problem_id=problem_id, index=index, seed=seed, token_ids=np.asarray(stream.ids, dtype=np.int32),
             sampled_logprobs=np.asarray(stream.sampled, dtype=np.float32),
-            topk_ids=np.asarray(stream.topk_ids, dtype=np.int32).reshape(n, -1),
-            topk_logprobs=np.asarray(stream.topk_lp, dtype=np.float32).reshape(n, -1),
+            topk_ids=np.asarray(stream.topk_ids, dtype=np.int32).reshape(n, spec.topk_logprobs),
+            topk_logprobs=np.asarray(stream.topk_lp, dtype=np.float32).reshape(n, spec.topk_logprobs),
             finish_reason=stream.finish or FinishReason.ABORT, k=spec.topk_logprobs, store_topk=False,
             token_text=self.token_text,
         )
@@ -126,3 +124,25 @@ class StreamEngine(_Base):
             except Exception:  # noqa: BLE001 - best effort
                 pass
             del engine
+
+
+def _positions(flat, n: int, k1: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n, k1) log-probs and ids of n positions: the sampled token, then ranks 1..k.
+
+    A delta holds k1 entries per position; but when the consumer falls behind, vLLM
+    merges deltas through a dict per position, which drops the sampled token's entry
+    whenever it is also among the top k. Then the position has k entries, the first
+    being the sampled token (with its top-k rank): it is read back position by position.
+    """
+    if len(flat.logprobs) == n * k1:
+        return (np.asarray(flat.logprobs, dtype=np.float32).reshape(n, k1),
+                np.asarray(flat.token_ids, dtype=np.int64).reshape(n, k1))
+    lp = np.zeros((n, k1), dtype=np.float32)
+    tid = np.zeros((n, k1), dtype=np.int64)
+    for i, (a, b) in enumerate(zip(flat.start_indices, flat.end_indices, strict=True)):
+        lps, ids, ranks = flat.logprobs[a:b], flat.token_ids[a:b], flat.ranks[a:b]
+        lp[i, 0], tid[i, 0] = lps[0], ids[0]
+        top = range(1, b - a) if b - a == k1 else range(b - a)
+        order = sorted(top, key=lambda j: ranks[j])
+        lp[i, 1:], tid[i, 1:] = [lps[j] for j in order], [ids[j] for j in order]
+    return lp, tid

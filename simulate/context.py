@@ -8,10 +8,12 @@ sees only this; it never touches the cache or an engine.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from dp.cache.offsets import prefixes_at
 from dp.cache.store import Cache, ProblemTraces
 from dp.errors import DPError
 from dp.judge.base import Judge
@@ -32,6 +34,8 @@ class ProblemContext:
     decision: np.ndarray  # (N,) int64 tokens at the decision point (<= lengths)
     scores: PairScores | None = None  # judge scores, None when no judge is needed
     confidence: list[np.ndarray] | None = None  # N arrays (n_tokens,) DeepConf token confidence
+    texts_at: Callable[[np.ndarray, np.ndarray], list[str]] | None = field(default=None, repr=False)
+    # (positions, n_tokens) -> each trace's text up to that token (read by offsets), for Slim-SC
     _memo: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -67,5 +71,6 @@ def build_contexts(cache: Cache, run: str, rule: TruncationRule, judge: Judge | 
             problem_id=p.problem.problem_id, trace_ids=p.trace_ids, lengths=p.lengths.astype(np.int64),
             classes=p.classes.astype(np.int64), correct=p.correct.copy(), decision=dec,
             scores=scores, confidence=conf,
+            texts_at=lambda pos, k, ids=p.trace_ids: prefixes_at(cache, ids[np.asarray(pos)], k),
         ))
     return out

@@ -13,6 +13,7 @@ from dp.simulate.basic import Consensus, RandomParams, RandomPrune
 from dp.simulate.deepconf import DeepConf, DeepConfParams
 from dp.simulate.deepprune import DeepPrune, DeepPruneParams
 from dp.simulate.sequential import ESC, Adaptive, AdaptiveParams, ESCParams
+from dp.simulate.slimsc import SlimSC, SlimSCParams
 
 # name -> (class, settings dataclass or None, fixed settings, judge override)
 POLICIES: dict[str, tuple] = {
@@ -24,6 +25,7 @@ POLICIES: dict[str, tuple] = {
     "esc": (ESC, ESCParams, {}, None),
     "adaptive": (Adaptive, AdaptiveParams, {}, None),
     "random": (RandomPrune, RandomParams, {}, None),
+    "slimsc": (SlimSC, SlimSCParams, {}, None),
 }
 
 

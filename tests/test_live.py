@@ -17,6 +17,7 @@ DP = [sys.executable, "-m", "dp.cli"]
 
 @pytest.mark.slow
 def test_live_compare_matches_simulator(tmp_path):
+    """Every live policy on one engine, 3 problems in flight: each decision equals the replay's."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cache = tmp_path / "c.duckdb"
     gen = [*DP, "generate", "--cache", str(cache), "--limit", "3", "--n", "8", "--max-tokens", "48",
@@ -25,22 +26,38 @@ def test_live_compare_matches_simulator(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     live = [*DP, "live", "--cache", str(cache), "--run", "default", "--policy", "deepprune", "--tau", "0.5",
             "--K2", "3", "--truncate", "tokens:8", "--judge", "jaccard", "--mode", "keep", "--compare", "--json"]
-    r = subprocess.run(live, capture_output=True, text=True, env=env, timeout=900)
+    others = ["--policy", "deepconf-high", "--warmup", "4", "--conf-window", "8", "--policy", "esc", "--window", "3",
+              "--policy", "adaptive", "--wave", "2", "--policy", "slimsc", "--every", "8", "--similarity", "0.9",
+              "--max-problems-in-flight", "3"]
+    r = subprocess.run(live + others, capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
-    out = json.loads(r.stdout)
+    runs = {o["policy"]: o for o in json.loads(r.stdout)["runs"]}
+    assert set(runs) == {"deepprune", "deepconf-high", "esc", "adaptive", "slimsc"}
+    out = runs["deepprune"]
     for key in ("live_tokens", "simulated_tokens", "decisions_matched", "decisions_total", "live_seconds",
-                "full_generation_seconds"):
+                "full_generation_seconds", "token_cut", "wall_cut", "wall_to_token_cut"):
         assert key in out
-    assert out["decisions_total"] == 24
+    assert out["max_problems_in_flight"] == 3 and out["dtype"] == "float32"
     identical = [p for p in out["simulated_per_problem"].values() if p["prefixes_identical"]]
     assert identical, "no problem had live prefixes identical to the cached ones"
     for p in identical:
         assert p["decisions_matched"] == 8
     assert out["live_tokens"] < out["reference_tokens"]
+    for name, o in runs.items():  # fp32 keeps the cached traces whatever runs beside them
+        assert o["decisions_total"] == 24 and o["decisions_matched"] == 24, (name, o["simulated_per_problem"])
+    # the policies that stop nothing mid-trace spend exactly what the replay charges
+    for name in ("esc", "adaptive"):
+        assert runs[name]["live_tokens"] == runs[name]["simulated_tokens"]
+    assert runs["esc"]["live_tokens"] < runs["esc"]["reference_tokens"]
     with Cache(cache) as c:
-        rows = c.con.execute("SELECT decision, count(*) FROM live_traces GROUP BY decision").fetchall()
+        rows = c.con.execute("SELECT decision, count(*) FROM live_traces WHERE run = 'default-live-deepprune-keep' "
+                             "GROUP BY decision").fetchall()
         assert dict(rows)["finish"] <= 3 * 3
         assert c.run_info("default-live-deepprune-keep")["source"] == "live"
+        skipped, with_tokens = c.con.execute(
+            "SELECT count(*), count(*) FILTER (WHERE tokens_generated > 0) FROM live_traces "
+            "WHERE run = 'default-live-esc-keep' AND decision = 'skip'").fetchone()
+        assert skipped > 0 and with_tokens == 0  # unstarted traces are stored, with no tokens
     # resume mode: pruned traces stop at their prefix, kept ones are resumed
     r = subprocess.run([*live[:-4], "--mode", "resume", "--json"], capture_output=True, text=True, env=env,
                        timeout=900)

@@ -1,0 +1,146 @@
+"""Live pruning in seconds, not only tokens: every live policy against full generation.
+
+Run by hand (starts vLLM engines; minutes; nothing else should run on the machine):
+
+    .venv/bin/python benchmarks/bench_live.py [--problems 8 --n 64 --max-tokens 192 --dtype float32]
+
+1. `dp generate` samples the reference run (its generation seconds, engine start excluded).
+2. One `dp live` session (one AsyncLLM engine, `--max-problems-in-flight W`) runs, on the
+   same problems and seeds: cons (pruning off), DeepPrune keep and resume, DeepConf-high,
+   ESC, Adaptive-Consistency (waves of 8) and Slim-SC; then the full generation of the
+   same traces in the same engine and window. Each with `--compare` (decisions against
+   the simulator in the live order).
+3. DeepPrune keep again with windows 1 and 2*W (`--windows`), to show what problems in
+   flight buy.
+
+Reports tokens, wall seconds, token cut and wall-time cut against the full generation
+(and their ratio), accuracy, decisions matched; the engine overhead of `dp live --policy
+cons` over `dp generate`; and, from step 2's full generation vs the reference, the
+fraction of traces that came out identical in another engine and batch (the dtype's
+determinism). JSON to --out, a table to stdout, with the machine and every setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_generate import machine  # noqa: E402
+
+POLICIES = {  # name -> (policy, mode, extra params)
+    "cons": ("cons", "keep", {}),
+    "deepprune-keep": ("deepprune", "keep", {"tau": 0.5}),
+    "deepprune-resume": ("deepprune", "resume", {"tau": 0.5}),
+    "deepconf-high": ("deepconf-high", "keep", {"warmup": 16, "conf_window": 16}),
+    "esc": ("esc", "keep", {"window": 8}),
+    "adaptive": ("adaptive", "keep", {"wave": 8}),
+    "slimsc": ("slimsc", "keep", {"similarity": 0.95, "every": 32}),
+}
+
+
+def identical_traces(cache_path: str, a: str, b: str) -> tuple[int, int]:
+    """(traces with the same token ids in runs a and b, traces compared)."""
+    import duckdb
+
+    con = duckdb.connect(cache_path, read_only=True)
+    rows = con.execute(
+        "SELECT count(*) FILTER (WHERE x.text = y.text AND x.n_tokens = y.n_tokens), count(*) FROM traces x "
+        "JOIN traces y ON x.problem_id = y.problem_id AND x.idx = y.idx WHERE x.run = ? AND y.run = ?",
+        [a, b]).fetchone()
+    con.close()
+    return int(rows[0]), int(rows[1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--problems", type=int, default=8)
+    ap.add_argument("--n", type=int, default=64)
+    ap.add_argument("--max-tokens", type=int, default=192)
+    ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--window", type=int, default=4, help="problems in flight in the main session")
+    ap.add_argument("--windows", default="1,8", help="extra windows for DeepPrune keep ('' = none)")
+    ap.add_argument("--policies", default=",".join(POLICIES))
+    ap.add_argument("--judge", default="jaccard")
+    ap.add_argument("--truncate", default="tokens:16")
+    ap.add_argument("--K2", type=int, default=8)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cache", default="out/bench_live.duckdb")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+
+    from dp.cache.store import Cache
+    from dp.simulate.live_run import LiveSettings, run_lives
+
+    where = machine()
+    Path(args.cache).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.cache).unlink(missing_ok=True)
+    ref = f"bench-{args.dtype}"
+    gen = [sys.executable, "-m", "dp.cli", "generate", "--cache", args.cache, "--run", ref, "--limit",
+           str(args.problems), "--n", str(args.n), "--max-tokens", str(args.max_tokens), "--seed", str(args.seed),
+           "--dtype", args.dtype, "--enforce-eager", "--batch", str(args.n * args.problems), "--no-progress", "--json"]
+    t0 = time.perf_counter()
+    r = subprocess.run(gen, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    if r.returncode:
+        sys.exit(f"dp generate failed: {r.stderr.strip().splitlines()[-1:]}")
+    generated = json.loads(r.stdout)
+    generated["process_seconds"] = time.perf_counter() - t0
+
+    def settings(key: str, window: int, compare: bool = True) -> LiveSettings:
+        policy, mode, params = POLICIES[key]
+        if policy == "deepprune":
+            params = {**params, "K2": args.K2}
+        return LiveSettings(reference_run=ref, live_run=f"{ref}-{key}-w{window}", policy=policy, params=params,
+                            judge=args.judge, truncate=args.truncate, mode=mode, max_in_flight=window,
+                            dtype=args.dtype, seed=args.seed, compare=compare, replace=True)
+
+    chosen = [p for p in args.policies.split(",") if p]
+    with Cache(args.cache, write=True) as cache:
+        t0 = time.perf_counter()
+        main_runs = run_lives(cache, [settings(k, args.window) for k in chosen], progress=False)
+        session_s = time.perf_counter() - t0
+        windows = []
+        for w in [int(x) for x in args.windows.split(",") if x]:
+            windows += run_lives(cache, [settings("deepprune-keep", w)], progress=False)
+    # cons lets every trace run to the end in another engine (AsyncLLM) and other batches than the reference
+    same, total = identical_traces(args.cache, ref, f"{ref}-cons-w{args.window}") if "cons" in chosen else (None, None)
+    keys = ("policy", "mode", "max_problems_in_flight", "live_tokens", "live_seconds", "full_tokens",
+            "full_generation_seconds", "token_cut", "wall_cut", "wall_to_token_cut", "live_accuracy",
+            "decisions_matched", "decisions_total", "judge_seconds", "judge_pairs", "dtype")
+    rows = [{k: o.get(k) for k in keys} for o in main_runs + windows]
+    cons = next((o for o in main_runs if o["policy"] == "cons"), None)
+    report = {
+        "machine": where, "settings": vars(args), "reference_run": ref,
+        "generate": {k: generated.get(k) for k in ("traces", "tokens", "seconds", "tokens_per_s")},
+        "generate_process_seconds": generated["process_seconds"], "live_session_seconds": session_s,
+        "rows": rows,
+        "cons_overhead": (cons["live_seconds"] / generated["seconds"] - 1) if cons else None,
+        "cons_identical_to_reference": None if same is None else {"identical": same, "traces": total},
+    }
+    out = Path(args.out or f"results/bench_live_{args.dtype}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"machine: {where}; now load {os.getloadavg()[0]:.2f}")
+    print(f"{args.problems} arith problems x n={args.n}, max_tokens {args.max_tokens}, dtype {args.dtype}, "
+          f"seed {args.seed}, judge {args.judge}, truncate {args.truncate}, K2 {args.K2}")
+    print(f"dp generate: {generated['tokens']} tokens in {generated['seconds']:.1f} s "
+          f"({generated['tokens_per_s']} tok/s, engine start excluded)")
+    cols = ("policy", "mode", "max_problems_in_flight", "live_tokens", "live_seconds", "full_generation_seconds",
+            "token_cut", "wall_cut", "wall_to_token_cut", "live_accuracy", "decisions_matched", "decisions_total")
+    print("  ".join(cols))
+    for row in rows:
+        print("  ".join(f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in cols))
+    if cons:
+        print(f"dp live --policy cons overhead over dp generate: {report['cons_overhead']:+.1%}")
+    if same is not None:
+        print(f"cons live traces identical to the reference: {same}/{total}")
+    print(f"-> {out}")
+
+
+if __name__ == "__main__":
+    main()
