@@ -37,7 +37,7 @@ def pick_run(cache, run: str | None) -> str:
 @click.option("--run", "run", default=None, help="Run to replay (default: 'default' or the only run).")
 @click.option("--policy", "policies", multiple=True,
               help="Policy to replay (repeatable): cons, deepprune, deepprune-oracle, deepconf-low, "
-                   "deepconf-high, esc, adaptive, random. Default: deepprune and cons.")
+                   "deepconf-high, esc, adaptive, random, slimsc. Default: deepprune and cons.")
 @click.option("--judge", default="features", show_default=True, help="Judge name or trained judge directory.")
 @click.option("--tau", type=float, default=None, help="DeepPrune threshold in [0, 1] (default 0.5).")
 @click.option("--K", "K", type=int, default=None, help="DeepPrune: max clusters (32).")
@@ -54,6 +54,10 @@ def pick_run(cache, run: str | None) -> str:
 @click.option("--window", type=int, default=None, help="esc: window size (5).")
 @click.option("--conf-window", type=int, default=None, help="deepconf: tokens per confidence group (2048).")
 @click.option("--warmup", type=int, default=None, help="deepconf: warm-up traces (16).")
+@click.option("--confidence", type=float, default=None, help="adaptive: stopping confidence (0.95).")
+@click.option("--wave", type=int, default=None, help="adaptive: traces started together (1).")
+@click.option("--similarity", type=float, default=None, help="slimsc: prune above this segment cosine (0.98).")
+@click.option("--every", type=int, default=None, help="slimsc: tokens between checkpoints (32).")
 @truncate_option
 @click.option("--orders", default=50, show_default=True, type=int, help="Seeded arrival orders per problem.")
 @click.option("--order", "order_kind", default="random", show_default=True,
@@ -67,7 +71,7 @@ def pick_run(cache, run: str | None) -> str:
 @seed_option
 @json_option
 def simulate_cmd(cache_path, run, policies, judge, tau, K, K1, K2, K3, final, when_full, accounting,
-                 keep, window, conf_window, warmup, truncate, orders, order_kind, sweep, limit, no_store,
+                 keep, window, conf_window, warmup, confidence, wave, similarity, every, truncate, orders, order_kind, sweep, limit, no_store,
                  crossfit, seed, as_json):
     """Replay pruning policies on cached traces: tokens, token reduction, accuracy, pass rate."""
     from dp.cache.store import Cache
@@ -75,7 +79,8 @@ def simulate_cmd(cache_path, run, policies, judge, tau, K, K1, K2, K3, final, wh
     from dp.simulate.sweep import SimSettings, simulate
 
     params = {"tau": tau, "K": K, "K1": K1, "K2": K2, "K3": K3, "final": final, "when_full": when_full,
-              "accounting": accounting, "keep": keep, "window": window, "conf_window": conf_window, "warmup": warmup}
+              "accounting": accounting, "keep": keep, "window": window, "conf_window": conf_window, "warmup": warmup,
+              "confidence": confidence, "wave": wave, "similarity": similarity, "every": every}
     with Cache(cache_path, write=not no_store) as cache:
         name = pick_run(cache, run)
         settings = SimSettings(
@@ -98,7 +103,7 @@ def simulate_cmd(cache_path, run, policies, judge, tau, K, K1, K2, K3, final, wh
     table = []
     for r in results:
         p = r.params
-        setting = " ".join(f"{k}={v}" for k, v in p.items() if k in ("tau", "accounting", "keep", "window", "conf_window", "percentile")
+        setting = " ".join(f"{k}={v}" for k, v in p.items() if k in ("tau", "accounting", "keep", "window", "conf_window", "percentile", "wave", "confidence", "similarity", "every")
                            or (k in {x.split('=')[0] for x in sweep}))
         share = "" if r.prefix_share is None else f"{r.prefix_share:.2f}"
         table.append({"policy": r.policy, "settings": setting, "tokens": f"{r.tokens:.0f}",
