@@ -13,6 +13,10 @@ Run by hand (starts vLLM engines; minutes; nothing else should run on the machin
 3. DeepPrune keep again with windows 1 and 2*W (`--windows`), to show what problems in
    flight buy.
 
+4. With `--peer-deepconf` (needs `pip install --no-deps deepconf==0.1.0`), DeepConf's own
+   `DeepThinkLLM.deepthink(mode="online")` on the same prompts and sampling settings, one
+   problem at a time as it runs (its own seeds), for reference.
+
 Reports tokens, wall seconds, token cut and wall-time cut against the full generation
 (and their ratio), accuracy, decisions matched; the engine overhead of `dp live --policy
 cons` over `dp generate`; and, from step 2's full generation vs the reference, the
@@ -57,6 +61,36 @@ def identical_traces(cache_path: str, a: str, b: str) -> tuple[int, int]:
     return int(rows[0]), int(rows[1])
 
 
+def peer_deepconf(args, cache_path: str, ref: str) -> dict:
+    """DeepConf's own online mode (deepconf 0.1.0) on the reference run's problems; its seeds."""
+    from deepconf.wrapper import DeepThinkLLM
+    from vllm import SamplingParams
+
+    from dp.answers import is_correct
+    from dp.cache.store import Cache
+    from dp.generate.prompts import build_prompt
+    from dp.models import load_tokenizer, resolve_model
+
+    with Cache(cache_path) as cache:
+        problems = [p.problem for p in cache.load_run(ref)]
+    path = str(resolve_model("smollm2-135m"))
+    tok = load_tokenizer(path)
+    t0 = time.perf_counter()
+    llm = DeepThinkLLM(path, dtype=args.dtype, enforce_eager=True, max_num_seqs=64, seed=0,
+                       max_num_batched_tokens=64 * 512, enable_prefix_caching=False)
+    start_s = time.perf_counter() - t0
+    tokens, correct, t0 = 0, 0, time.perf_counter()
+    for p in problems:
+        params = SamplingParams(temperature=0.7, top_p=0.95, max_tokens=args.max_tokens, logprobs=20)
+        out = llm.deepthink(build_prompt(tok, p), mode="online", warmup_traces=16, total_budget=args.n,
+                            confidence_percentile=90, window_size=16, sampling_params=params)
+        tokens += int(out.total_tokens)
+        correct += bool(is_correct(out.voted_answer, p.gold, p.kind))
+    return {"policy": "peer deepconf 0.1.0 online (percentile 90 = keep top 90%, window 16, warm-up 16)",
+            "live_tokens": tokens, "live_seconds": time.perf_counter() - t0, "live_accuracy": correct / len(problems),
+            "engine_start_seconds": start_s}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--problems", type=int, default=8)
@@ -72,6 +106,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", default="out/bench_live.duckdb")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--peer-deepconf", action="store_true", help="also run deepconf 0.1.0's own online mode")
     args = ap.parse_args()
 
     from dp.cache.store import Cache
@@ -107,6 +142,7 @@ def main() -> None:
         windows = []
         for w in [int(x) for x in args.windows.split(",") if x]:
             windows += run_lives(cache, [settings("deepprune-keep", w)], progress=False)
+    peer = peer_deepconf(args, args.cache, ref) if args.peer_deepconf else None
     # cons lets every trace run to the end in another engine (AsyncLLM) and other batches than the reference
     same, total = identical_traces(args.cache, ref, f"{ref}-cons-w{args.window}") if "cons" in chosen else (None, None)
     keys = ("policy", "mode", "max_problems_in_flight", "live_tokens", "live_seconds", "full_tokens",
@@ -118,7 +154,7 @@ def main() -> None:
         "machine": where, "settings": vars(args), "reference_run": ref,
         "generate": {k: generated.get(k) for k in ("traces", "tokens", "seconds", "tokens_per_s")},
         "generate_process_seconds": generated["process_seconds"], "live_session_seconds": session_s,
-        "rows": rows,
+        "rows": rows, "peer_deepconf": peer,
         "cons_overhead": (cons["live_seconds"] / generated["seconds"] - 1) if cons else None,
         "cons_identical_to_reference": None if same is None else {"identical": same, "traces": total},
     }
@@ -135,6 +171,9 @@ def main() -> None:
     print("  ".join(cols))
     for row in rows:
         print("  ".join(f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in cols))
+    if peer:
+        print(f"{peer['policy']}: {peer['live_tokens']} tokens in {peer['live_seconds']:.1f} s, "
+              f"accuracy {peer['live_accuracy']:.3f}")
     if cons:
         print(f"dp live --policy cons overhead over dp generate: {report['cons_overhead']:+.1%}")
     if same is not None:

@@ -8,7 +8,9 @@ from dp.cli_options import (
     cache_option,
     dtype_option,
     emit_json,
+    given_settings,
     json_option,
+    policy_settings_options,
     run_name,
     seed_option,
     truncate_option,
@@ -24,22 +26,12 @@ from dp.cli_options import (
               help="deepprune, cons, random, deepconf-low, deepconf-high, esc, adaptive or slimsc; "
                    "repeat it to run several in turn on one engine.")
 @click.option("--judge", default="features", show_default=True, help="Judge name or trained judge directory.")
-@click.option("--tau", type=float, default=None, help="DeepPrune threshold (0.5).")
-@click.option("--K", "K", type=int, default=None)
-@click.option("--K1", "K1", type=int, default=None)
-@click.option("--K2", "K2", type=int, default=None)
-@click.option("--K3", "K3", type=int, default=None)
-@click.option("--keep", type=int, default=None, help="random: traces finished (20).")
-@click.option("--window", type=int, default=None, help="esc: traces per window (5).")
-@click.option("--confidence", type=float, default=None, help="adaptive: stopping confidence (0.95).")
-@click.option("--wave", type=int, default=None, help="adaptive: traces started together (1).")
-@click.option("--warmup", type=int, default=None, help="deepconf: warm-up traces (16).")
-@click.option("--conf-window", type=int, default=None, help="deepconf: tokens per confidence group (2048).")
-@click.option("--similarity", type=float, default=None, help="slimsc: prune above this segment cosine (0.98).")
-@click.option("--every", type=int, default=None, help="slimsc: tokens between checkpoints (32).")
+@policy_settings_options
 @truncate_option
-@click.option("--mode", default="keep", show_default=True, type=click.Choice(["keep", "resume"]),
-              help="keep: candidates decode until the clustering is done; resume: stop at the prefix, resume the kept.")
+@click.option("--mode", "modes", multiple=True, default=["keep"], show_default=True,
+              type=click.Choice(["keep", "resume"]),
+              help="Prefix policies: keep: candidates decode until the clustering is done; resume: stop at the "
+                   "prefix, resume the kept. Repeat it to run both.")
 @click.option("--max-problems-in-flight", "max_in_flight", type=int, default=4, show_default=True,
               help="Problems running at once on the engine (their traces share its batch).")
 @dtype_option
@@ -49,9 +41,8 @@ from dp.cli_options import (
 @seed_option
 @verbose_option
 @json_option
-def live_cmd(cache_path, ref_run, live_run, policies, judge, tau, K, K1, K2, K3, keep, window, confidence, wave,
-             warmup, conf_window, similarity, every, truncate, mode, max_in_flight, dtype, limit, compare,
-             replace, seed, as_json):
+def live_cmd(cache_path, ref_run, live_run, policies, judge, truncate, modes, max_in_flight, dtype, limit, compare,
+             replace, seed, as_json, **kwargs):
     """Run POLICY live on vLLM's async engine with the seeds of a cached run; store what it generated.
     Interrupted (Ctrl-C, SIGTERM), the run keeps its finished problems and is marked
     incomplete; the same command again resumes it."""
@@ -59,17 +50,18 @@ def live_cmd(cache_path, ref_run, live_run, policies, judge, tau, K, K1, K2, K3,
     from dp.errors import DPError
     from dp.provenance import stamp
     from dp.simulate.live_run import LiveSettings, run_lives
+    from dp.simulate.registry import has_modes
 
-    given = {"tau": tau, "K": K, "K1": K1, "K2": K2, "K3": K3, "keep": keep, "window": window,
-             "confidence": confidence, "wave": wave, "warmup": warmup, "conf_window": conf_window,
-             "similarity": similarity, "every": every}
-    params = {k: v for k, v in given.items() if v is not None}
-    if live_run and len(policies) > 1:
-        raise DPError("--live-run names one run; with several --policy the runs are named RUN-live-POLICY-MODE")
+    params = given_settings(kwargs)
+    runs = [(p, m) for p in dict.fromkeys(policies) for m in dict.fromkeys(modes)
+            if m == modes[0] or has_modes(p)]  # only prefix policies have two modes
+    if live_run and len(runs) > 1:
+        raise DPError("--live-run names one run; with several policies or modes the runs are named "
+                      "RUN-live-POLICY-MODE")
     settings = [LiveSettings(reference_run=ref_run, live_run=live_run or f"{ref_run}-live-{policy}-{mode}",
                              policy=policy, params=params, judge=judge, truncate=truncate, mode=mode,
                              max_in_flight=max_in_flight, dtype=dtype, limit=limit, seed=seed, compare=compare,
-                             replace=replace) for policy in dict.fromkeys(policies)]
+                             replace=replace) for policy, mode in runs]
     with Cache(cache_path, write=True) as cache:
         outs = run_lives(cache, settings, progress=not as_json)
     outs = [{**out, "cache": cache_path, **stamp()} for out in outs]

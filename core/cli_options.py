@@ -26,6 +26,37 @@ dtype_option = click.option(
 )
 
 
+# (flag, setting name, type, help): every policy setting, shared by `dp simulate` and `dp live`
+POLICY_SETTINGS = (
+    ("--tau", "tau", float, "DeepPrune threshold in [0, 1] (0.5)."),
+    ("--K", "K", int, "DeepPrune: max clusters (32)."),
+    ("--K1", "K1", int, "DeepPrune: members sampled per cluster (10)."),
+    ("--K2", "K2", int, "DeepPrune: traces of the largest cluster finished (20)."),
+    ("--K3", "K3", int, "DeepPrune: traces finished when all clusters are singletons (16)."),
+    ("--keep", "keep", int, "random: traces finished per problem (20)."),
+    ("--window", "window", int, "esc: window size (5)."),
+    ("--conf-window", "conf_window", int, "deepconf: tokens per confidence group (2048)."),
+    ("--warmup", "warmup", int, "deepconf: warm-up traces (16)."),
+    ("--confidence", "confidence", float, "adaptive: stopping confidence (0.95)."),
+    ("--wave", "wave", int, "adaptive: traces started together (1)."),
+    ("--similarity", "similarity", float, "slimsc: prune above this segment cosine (0.98)."),
+    ("--every", "every", int, "slimsc: tokens between checkpoints (32)."),
+)
+
+
+def policy_settings_options(fn):
+    """Add every policy setting as an option (default None = the policy's own default)."""
+    for flag, name, kind, text in reversed(POLICY_SETTINGS):
+        fn = click.option(flag, name, type=kind, default=None, help=text)(fn)
+    return fn
+
+
+def given_settings(kwargs: dict, extra: tuple[str, ...] = ()) -> dict:
+    """The policy settings the user gave (plus `extra` names), from a command's kwargs."""
+    names = [name for _, name, _, _ in POLICY_SETTINGS] + list(extra)
+    return {k: kwargs[k] for k in names if kwargs.get(k) is not None}
+
+
 def run_name(ctx, param, value):
     """click callback: a run name (or several) must not be blank."""
     values = value if isinstance(value, tuple) else (value,)

@@ -7,7 +7,9 @@ import click
 from dp.cli_options import (
     cache_option,
     emit_json,
+    given_settings,
     json_option,
+    policy_settings_options,
     print_table,
     seed_option,
     truncate_option,
@@ -39,25 +41,13 @@ def pick_run(cache, run: str | None) -> str:
               help="Policy to replay (repeatable): cons, deepprune, deepprune-oracle, deepconf-low, "
                    "deepconf-high, esc, adaptive, random, slimsc. Default: deepprune and cons.")
 @click.option("--judge", default="features", show_default=True, help="Judge name or trained judge directory.")
-@click.option("--tau", type=float, default=None, help="DeepPrune threshold in [0, 1] (default 0.5).")
-@click.option("--K", "K", type=int, default=None, help="DeepPrune: max clusters (32).")
-@click.option("--K1", "K1", type=int, default=None, help="DeepPrune: members sampled per cluster (10).")
-@click.option("--K2", "K2", type=int, default=None, help="DeepPrune: traces of the largest cluster finished (20).")
-@click.option("--K3", "K3", type=int, default=None, help="DeepPrune: traces finished when all clusters are singletons (16).")
+@policy_settings_options
 @click.option("--final", default=None, type=click.Choice(["largest", "representatives", "representatives-weighted"]),
               help="DeepPrune final-answer variant (largest).")
 @click.option("--when-full", "when_full", default=None, type=click.Choice(["join", "prune"]),
               help="DeepPrune with K clusters: join the best cluster or drop the trace (join).")
 @click.option("--accounting", default=None, type=click.Choice(["paper", "concurrent"]),
               help="Token accounting for prefix policies (paper).")
-@click.option("--keep", type=int, default=None, help="random: traces finished per problem (20).")
-@click.option("--window", type=int, default=None, help="esc: window size (5).")
-@click.option("--conf-window", type=int, default=None, help="deepconf: tokens per confidence group (2048).")
-@click.option("--warmup", type=int, default=None, help="deepconf: warm-up traces (16).")
-@click.option("--confidence", type=float, default=None, help="adaptive: stopping confidence (0.95).")
-@click.option("--wave", type=int, default=None, help="adaptive: traces started together (1).")
-@click.option("--similarity", type=float, default=None, help="slimsc: prune above this segment cosine (0.98).")
-@click.option("--every", type=int, default=None, help="slimsc: tokens between checkpoints (32).")
 @truncate_option
 @click.option("--orders", default=50, show_default=True, type=int, help="Seeded arrival orders per problem.")
 @click.option("--order", "order_kind", default="random", show_default=True,
@@ -70,17 +60,14 @@ def pick_run(cache, run: str | None) -> str:
                    "scored by the judge that never saw it (each trained on <= 20 pairs per problem).")
 @seed_option
 @json_option
-def simulate_cmd(cache_path, run, policies, judge, tau, K, K1, K2, K3, final, when_full, accounting,
-                 keep, window, conf_window, warmup, confidence, wave, similarity, every, truncate, orders, order_kind, sweep, limit, no_store,
-                 crossfit, seed, as_json):
+def simulate_cmd(cache_path, run, policies, judge, final, when_full, accounting, truncate, orders, order_kind, sweep,
+                 limit, no_store, crossfit, seed, as_json, **kwargs):
     """Replay pruning policies on cached traces: tokens, token reduction, accuracy, pass rate."""
     from dp.cache.store import Cache
     from dp.provenance import stamp
     from dp.simulate.sweep import SimSettings, simulate
 
-    params = {"tau": tau, "K": K, "K1": K1, "K2": K2, "K3": K3, "final": final, "when_full": when_full,
-              "accounting": accounting, "keep": keep, "window": window, "conf_window": conf_window, "warmup": warmup,
-              "confidence": confidence, "wave": wave, "similarity": similarity, "every": every}
+    params = {**given_settings(kwargs), "final": final, "when_full": when_full, "accounting": accounting}
     with Cache(cache_path, write=not no_store) as cache:
         name = pick_run(cache, run)
         settings = SimSettings(

@@ -57,3 +57,10 @@ def setting_names(policies=None) -> set[str]:
         if params_cls is not None:
             out |= {f.name for f in dataclasses.fields(params_cls)} - set(POLICIES[name][2])
     return out
+
+
+def has_modes(name: str) -> bool:
+    """Whether a policy decides at decision points (so `dp live` has keep and resume modes for it)."""
+    from dp.simulate.policy import PrefixPolicy
+
+    return name in POLICIES and issubclass(POLICIES[name][0], PrefixPolicy) and POLICIES[name][3] is None

@@ -1,5 +1,5 @@
-"""`dp live --compare` on the embedded model (slow): the live runner's pruning decisions
-match the simulator's wherever the live continuations equal the cached ones."""
+"""`dp live --compare` on the embedded model (slow): every live policy's decisions match the
+simulator's in the live order, on one engine with problems in flight."""
 
 from __future__ import annotations
 
@@ -16,77 +16,51 @@ DP = [sys.executable, "-m", "dp.cli"]
 
 
 @pytest.mark.slow
-def test_live_compare_matches_simulator(tmp_path):
-    """Every live policy on one engine, 3 problems in flight: each decision equals the replay's."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    cache = tmp_path / "c.duckdb"
-    gen = [*DP, "generate", "--cache", str(cache), "--limit", "3", "--n", "8", "--max-tokens", "48",
-           "--seed", "3", "--enforce-eager", "--no-progress"]
-    r = subprocess.run(gen, capture_output=True, text=True, env=env, timeout=900)
-    assert r.returncode == 0, r.stderr[-2000:]
-    live = [*DP, "live", "--cache", str(cache), "--run", "default", "--policy", "deepprune", "--tau", "0.5",
-            "--K2", "3", "--truncate", "tokens:8", "--judge", "jaccard", "--mode", "keep", "--compare", "--json"]
-    others = ["--policy", "deepconf-high", "--warmup", "4", "--conf-window", "8", "--policy", "esc", "--window", "3",
-              "--policy", "adaptive", "--wave", "2", "--policy", "slimsc", "--every", "8", "--similarity", "0.9",
-              "--max-problems-in-flight", "3"]
-    r = subprocess.run(live + others, capture_output=True, text=True, env=env, timeout=900)
-    assert r.returncode == 0, r.stderr[-3000:]
-    runs = {o["policy"]: o for o in json.loads(r.stdout)["runs"]}
-    assert set(runs) == {"deepprune", "deepconf-high", "esc", "adaptive", "slimsc"}
-    out = runs["deepprune"]
-    for key in ("live_tokens", "simulated_tokens", "decisions_matched", "decisions_total", "live_seconds",
-                "full_generation_seconds", "token_cut", "wall_cut", "wall_to_token_cut"):
-        assert key in out
-    assert out["max_problems_in_flight"] == 3 and out["dtype"] == "float32"
-    identical = [p for p in out["simulated_per_problem"].values() if p["prefixes_identical"]]
-    assert identical, "no problem had live prefixes identical to the cached ones"
-    for p in identical:
-        assert p["decisions_matched"] == 8
-    assert out["live_tokens"] < out["reference_tokens"]
-    for name, o in runs.items():  # fp32 keeps the cached traces whatever runs beside them
-        assert o["decisions_total"] == 24 and o["decisions_matched"] == 24, (name, o["simulated_per_problem"])
-    # the policies that stop nothing mid-trace spend exactly what the replay charges
-    for name in ("esc", "adaptive"):
-        assert runs[name]["live_tokens"] == runs[name]["simulated_tokens"]
-    assert runs["esc"]["live_tokens"] < runs["esc"]["reference_tokens"]
-    with Cache(cache) as c:
-        rows = c.con.execute("SELECT decision, count(*) FROM live_traces WHERE run = 'default-live-deepprune-keep' "
-                             "GROUP BY decision").fetchall()
-        assert dict(rows)["finish"] <= 3 * 3
-        assert c.run_info("default-live-deepprune-keep")["source"] == "live"
-        skipped, with_tokens = c.con.execute(
-            "SELECT count(*), count(*) FILTER (WHERE tokens_generated > 0) FROM live_traces "
-            "WHERE run = 'default-live-esc-keep' AND decision = 'skip'").fetchone()
-        assert skipped > 0 and with_tokens == 0  # unstarted traces are stored, with no tokens
-    # resume mode: pruned traces stop at their prefix, kept ones are resumed
-    r = subprocess.run([*live[:-4], "--mode", "resume", "--json"], capture_output=True, text=True, env=env,
-                       timeout=900)
-    assert r.returncode == 0, r.stderr[-3000:]
-    res = json.loads(r.stdout)
-    assert res["live_tokens"] <= out["live_tokens"]
-
-
-@pytest.mark.slow
-def test_live_equals_replay_under_a_words_rule(tmp_path):
+def test_every_policy_live_equals_its_replay(tmp_path):
     """words:1 on GSM8K traces cuts most of them mid-trace (the first 'so', 'but', ...): the live
-    runner must find the same decision point while tokens stream in, decision for decision."""
+    runner must find the same decision point while tokens stream in. Then DeepConf, ESC,
+    Adaptive and Slim-SC on the same engine, and DeepPrune in resume mode: each decision equals
+    the replay's (fp32 keeps the cached traces whatever runs beside them in the batch)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cache = tmp_path / "w.duckdb"
-    gen = [*DP, "generate", "--cache", str(cache), "--run", "gsm", "--dataset", "gsm8k", "--limit", "2",
+    gen = [*DP, "generate", "--cache", str(cache), "--run", "gsm", "--dataset", "gsm8k", "--limit", "3",
            "--n", "8", "--max-tokens", "64", "--seed", "5", "--enforce-eager", "--no-progress"]
     r = subprocess.run(gen, capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
     live = [*DP, "live", "--cache", str(cache), "--run", "gsm", "--policy", "deepprune", "--tau", "0.5",
-            "--K2", "3", "--truncate", "words:1", "--judge", "jaccard", "--mode", "keep", "--compare", "--json"]
+            "--K2", "3", "--truncate", "words:1", "--judge", "jaccard", "--mode", "keep", "--mode", "resume",
+            "--policy", "deepconf-high", "--warmup", "4", "--conf-window", "8", "--policy", "esc", "--window", "3",
+            "--policy", "adaptive", "--wave", "2", "--policy", "slimsc", "--every", "8", "--similarity", "0.9",
+            "--max-problems-in-flight", "3", "--compare", "--json"]
     r = subprocess.run(live, capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
-    out = json.loads(r.stdout)
-    assert out["decisions_total"] == 16
+    runs = {(o["policy"], o["mode"]): o for o in json.loads(r.stdout)["runs"]}
+    assert set(runs) == {("deepprune", "keep"), ("deepprune", "resume"), ("deepconf-high", "keep"),
+                         ("esc", "keep"), ("adaptive", "keep"), ("slimsc", "keep")}
+    out = runs["deepprune", "keep"]
+    for key in ("live_tokens", "simulated_tokens", "decisions_matched", "decisions_total", "live_seconds",
+                "full_generation_seconds", "token_cut", "wall_cut", "wall_to_token_cut"):
+        assert key in out
+    assert out["max_problems_in_flight"] == 3 and out["dtype"] == "float32"
     per = list(out["simulated_per_problem"].values())
     assert all(p["prefixes_identical"] for p in per), per  # keep mode, fp32: the cached continuations
-    assert out["decisions_matched"] == 16
+    for key, o in runs.items():
+        assert o["decisions_total"] == 24 and o["decisions_matched"] == 24, (key, o["simulated_per_problem"])
+    for name in ("esc", "adaptive"):  # nothing stopped mid-trace: exactly what the replay charges
+        assert runs[name, "keep"]["live_tokens"] == runs[name, "keep"]["simulated_tokens"]
+    assert runs["esc", "keep"]["live_tokens"] < runs["esc", "keep"]["reference_tokens"]
+    assert runs["deepprune", "resume"]["live_tokens"] <= out["live_tokens"] < out["reference_tokens"]
     with Cache(cache) as c:
         cut = c.con.execute(
             "SELECT count(*) FROM live_traces l JOIN traces t ON t.run = 'gsm' AND t.problem_id = l.problem_id "
-            "AND t.idx = l.idx WHERE l.decision_token < t.n_tokens").fetchall()[0][0]
-    assert cut >= 4, "words:1 should cut several traces before their end"
+            "AND t.idx = l.idx WHERE l.run = 'gsm-live-deepprune-keep' AND l.decision_token < t.n_tokens"
+        ).fetchall()[0][0]
+        assert cut >= 4, "words:1 should cut several traces before their end"
+        finished = c.con.execute("SELECT count(*) FROM live_traces WHERE run = 'gsm-live-deepprune-keep' "
+                                 "AND decision = 'finish'").fetchone()[0]
+        assert finished <= 3 * 3
+        assert c.run_info("gsm-live-deepprune-keep")["source"] == "live"
+        skipped, with_tokens = c.con.execute(
+            "SELECT count(*), count(*) FILTER (WHERE tokens_generated > 0) FROM live_traces "
+            "WHERE run = 'gsm-live-esc-keep' AND decision = 'skip'").fetchone()
+        assert skipped > 0 and with_tokens == 0  # unstarted traces are stored, with no tokens
