@@ -2,7 +2,7 @@
 
 Run by hand (starts vLLM engines; minutes; nothing else should run on the machine):
 
-    .venv/bin/python benchmarks/bench_live.py [--problems 8 --n 64 --max-tokens 192 --dtype float32]
+    .venv/bin/python benchmarks/bench_live.py [--problems 8 --n 64 --max-tokens 128 --dtype float32]
 
 1. `dp generate` samples the reference run (its generation seconds, engine start excluded).
 2. One `dp live` session (one AsyncLLM engine, `--max-problems-in-flight W`) runs, on the
@@ -41,10 +41,10 @@ POLICIES = {  # name -> (policy, mode, extra params)
     "cons": ("cons", "keep", {}),
     "deepprune-keep": ("deepprune", "keep", {"tau": 0.5}),
     "deepprune-resume": ("deepprune", "resume", {"tau": 0.5}),
-    "deepconf-high": ("deepconf-high", "keep", {"warmup": 16, "conf_window": 16}),
+    "deepconf-high": ("deepconf-high", "keep", {"warmup": 16, "conf_window": 8}),
     "esc": ("esc", "keep", {"window": 8}),
     "adaptive": ("adaptive", "keep", {"wave": 8}),
-    "slimsc": ("slimsc", "keep", {"similarity": 0.95, "every": 32}),
+    "slimsc": ("slimsc", "keep", {"similarity": 0.95, "every": 8}),
 }
 
 
@@ -83,10 +83,10 @@ def peer_deepconf(args, cache_path: str, ref: str) -> dict:
     for p in problems:
         params = SamplingParams(temperature=0.7, top_p=0.95, max_tokens=args.max_tokens, logprobs=20)
         out = llm.deepthink(build_prompt(tok, p), mode="online", warmup_traces=16, total_budget=args.n,
-                            confidence_percentile=90, window_size=16, sampling_params=params)
+                            confidence_percentile=90, window_size=8, sampling_params=params)
         tokens += int(out.total_tokens)
         correct += bool(is_correct(out.voted_answer, p.gold, p.kind))
-    return {"policy": "peer deepconf 0.1.0 online (percentile 90 = keep top 90%, window 16, warm-up 16)",
+    return {"policy": "peer deepconf 0.1.0 online (percentile 90 = keep top 90%, window 8, warm-up 16)",
             "live_tokens": tokens, "live_seconds": time.perf_counter() - t0, "live_accuracy": correct / len(problems),
             "engine_start_seconds": start_s}
 
@@ -95,14 +95,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--problems", type=int, default=8)
     ap.add_argument("--n", type=int, default=64)
-    ap.add_argument("--max-tokens", type=int, default=192)
+    ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--window", type=int, default=4, help="problems in flight in the main session")
     ap.add_argument("--windows", default="1,8", help="extra windows for DeepPrune keep ('' = none)")
     ap.add_argument("--policies", default=",".join(POLICIES))
-    ap.add_argument("--judge", default="jaccard")
-    ap.add_argument("--truncate", default="tokens:16")
-    ap.add_argument("--K2", type=int, default=8)
+    ap.add_argument("--judge", default="features")
+    ap.add_argument("--truncate", default="tokens:8")
+    ap.add_argument("--K2", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", default="out/bench_live.duckdb")
     ap.add_argument("--out", default=None)
