@@ -6,8 +6,9 @@ one trace per replay reaches its decision point, then `finish(state)` says which
 traces run to the end. `plan` drives that over given arrival orders and returns
 a `Plan`: tokens each trace costs, which traces vote and with what weight. The
 replay driver and the live runner call the same methods; only where the tokens
-come from differs. Policies that are not prefix-based (DeepConf, ESC, adaptive)
-override `plan` and have no live form yet.
+come from differs. Policies that are not prefix-based have online interfaces of
+their own, also shared by replay and live: DeepConf (`threshold`, `Monitor`),
+ESC and Adaptive (`begin`, `feed` one wave), Slim-SC (`begin`, `decide`).
 
 Token accounting (`charge`), defined once:
 - `paper`: every started trace pays its prefix up to its decision point; traces
