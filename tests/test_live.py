@@ -17,18 +17,17 @@ DP = [sys.executable, "-m", "dp.cli"]
 
 @pytest.mark.slow
 def test_every_policy_live_equals_its_replay(tmp_path):
-    """words:1 on GSM8K traces cuts most of them mid-trace (the first 'so', 'but', ...): the live
-    runner must find the same decision point while tokens stream in. Then DeepConf, ESC,
-    Adaptive and Slim-SC on the same engine, and DeepPrune in resume mode: each decision equals
-    the replay's (fp32 keeps the cached traces whatever runs beside them in the batch)."""
+    """DeepPrune (keep and resume), DeepConf, ESC, Adaptive and Slim-SC on one engine, three
+    problems in flight: each decision equals the replay's in the live order (fp32 keeps the
+    cached traces whatever runs beside them in the batch)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    cache = tmp_path / "w.duckdb"
-    gen = [*DP, "generate", "--cache", str(cache), "--run", "gsm", "--dataset", "gsm8k", "--limit", "3",
-           "--n", "8", "--max-tokens", "64", "--seed", "5", "--enforce-eager", "--no-progress"]
+    cache = tmp_path / "c.duckdb"
+    gen = [*DP, "generate", "--cache", str(cache), "--run", "arith", "--limit", "3", "--n", "8", "--max-tokens", "48",
+           "--seed", "3", "--enforce-eager", "--no-progress"]
     r = subprocess.run(gen, capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
-    live = [*DP, "live", "--cache", str(cache), "--run", "gsm", "--policy", "deepprune", "--tau", "0.5",
-            "--K2", "3", "--truncate", "words:1", "--judge", "jaccard", "--mode", "keep", "--mode", "resume",
+    live = [*DP, "live", "--cache", str(cache), "--run", "arith", "--policy", "deepprune", "--tau", "0.5",
+            "--K2", "3", "--truncate", "tokens:8", "--judge", "jaccard", "--mode", "keep", "--mode", "resume",
             "--policy", "deepconf-high", "--warmup", "4", "--conf-window", "8", "--policy", "esc", "--window", "3",
             "--policy", "adaptive", "--wave", "2", "--policy", "slimsc", "--every", "8", "--similarity", "0.9",
             "--max-problems-in-flight", "3", "--compare", "--json"]
@@ -51,16 +50,37 @@ def test_every_policy_live_equals_its_replay(tmp_path):
     assert runs["esc", "keep"]["live_tokens"] < runs["esc", "keep"]["reference_tokens"]
     assert runs["deepprune", "resume"]["live_tokens"] <= out["live_tokens"] < out["reference_tokens"]
     with Cache(cache) as c:
-        cut = c.con.execute(
-            "SELECT count(*) FROM live_traces l JOIN traces t ON t.run = 'gsm' AND t.problem_id = l.problem_id "
-            "AND t.idx = l.idx WHERE l.run = 'gsm-live-deepprune-keep' AND l.decision_token < t.n_tokens"
-        ).fetchall()[0][0]
-        assert cut >= 4, "words:1 should cut several traces before their end"
-        finished = c.con.execute("SELECT count(*) FROM live_traces WHERE run = 'gsm-live-deepprune-keep' "
+        finished = c.con.execute("SELECT count(*) FROM live_traces WHERE run = 'arith-live-deepprune-keep' "
                                  "AND decision = 'finish'").fetchone()[0]
         assert finished <= 3 * 3
-        assert c.run_info("gsm-live-deepprune-keep")["source"] == "live"
+        assert c.run_info("arith-live-deepprune-keep")["source"] == "live"
         skipped, with_tokens = c.con.execute(
             "SELECT count(*), count(*) FILTER (WHERE tokens_generated > 0) FROM live_traces "
-            "WHERE run = 'gsm-live-esc-keep' AND decision = 'skip'").fetchone()
+            "WHERE run = 'arith-live-esc-keep' AND decision = 'skip'").fetchone()
         assert skipped > 0 and with_tokens == 0  # unstarted traces are stored, with no tokens
+
+
+@pytest.mark.slow
+def test_live_equals_replay_under_a_words_rule(tmp_path):
+    """words:1 on GSM8K traces cuts most of them mid-trace (the first 'so', 'but', ...): the live
+    runner must find the same decision point while tokens stream in, decision for decision."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cache = tmp_path / "w.duckdb"
+    gen = [*DP, "generate", "--cache", str(cache), "--run", "gsm", "--dataset", "gsm8k", "--limit", "2",
+           "--n", "8", "--max-tokens", "64", "--seed", "5", "--enforce-eager", "--no-progress"]
+    r = subprocess.run(gen, capture_output=True, text=True, env=env, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    live = [*DP, "live", "--cache", str(cache), "--run", "gsm", "--policy", "deepprune", "--tau", "0.5",
+            "--K2", "3", "--truncate", "words:1", "--judge", "jaccard", "--mode", "keep", "--compare", "--json"]
+    r = subprocess.run(live, capture_output=True, text=True, env=env, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout)
+    assert out["decisions_total"] == 16
+    per = list(out["simulated_per_problem"].values())
+    assert all(p["prefixes_identical"] for p in per), per  # keep mode, fp32: the cached continuations
+    assert out["decisions_matched"] == 16
+    with Cache(cache) as c:
+        cut = c.con.execute(
+            "SELECT count(*) FROM live_traces l JOIN traces t ON t.run = 'gsm' AND t.problem_id = l.problem_id "
+            "AND t.idx = l.idx WHERE l.decision_token < t.n_tokens").fetchall()[0][0]
+    assert cut >= 4, "words:1 should cut several traces before their end"
