@@ -137,8 +137,10 @@ class Served:
         judge = await self.judge(req.judge) if policy.needs_judge else None
         rule = TruncationRule.parse(req.truncate)
         try:
+            # the policy's own randomness from the server seed (and the problem id, inside run_problem), so
+            # `dp simulate --order live --seed SERVER_SEED` replays every recorded request decision for decision
             live = await run_problem(self.engine, policy, judge, rule, req.problem, list(req.seeds), req.spec,
-                                     req.mode, req.seed)
+                                     req.mode, self.defaults.seed)
         except ServeError:
             raise
         except Exception as e:  # noqa: BLE001 - one request fails, the server stays
@@ -175,7 +177,8 @@ class Served:
         provenance = {"problem": req.problem, "request_id": req.request_id, "created": req.created,
                       "sampling": req.spec.to_dict(), "seed": req.seed, "seed_given": req.seed_given,
                       "policy": req.policy, "params": req.params, "judge": req.judge, "truncate": req.truncate,
-                      "mode": req.mode, "answer": info["answer"], "votes": info["votes"]}
+                      "mode": req.mode, "policy_seed": self.defaults.seed, "answer": info["answer"],
+                      "votes": info["votes"]}
         try:
             async with self._record_lock:  # one writer; DuckDB work off the event loop
                 await asyncio.to_thread(record, self.record_spec, provenance, live)
