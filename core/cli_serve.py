@@ -47,8 +47,9 @@ def serve_cmd(model, n, max_tokens, temperature, top_p, policy, judge, tau, K, K
     from dp.errors import DPError
     from dp.judge.truncation import TruncationRule
     from dp.simulate.registry import make_policy
-    from dp.simulate.serve_app import ServeSettings, serve
+    from dp.simulate.serve_app import ServeSettings
     from dp.simulate.serve_request import ServerDefaults, live_policies, live_policy
+    from dp.simulate.serve_run import serve
 
     params = {k: v for k, v in {"tau": tau, "K": K, "K1": K1, "K2": K2, "K3": K3}.items() if v is not None}
     if not live_policy(make_policy(policy, **params)):
