@@ -62,6 +62,8 @@ def phase(base: str, problems, args, extra: dict | None) -> dict:
             return {"i": i, "status": None, "error": str(e), "seconds": time.perf_counter() - t0}
         out = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
         row = {"i": i, "status": r.status_code, "seconds": time.perf_counter() - t0}
+        if r.status_code != 200:
+            row["error"] = out.get("error", {}).get("message", r.text[:300])
         if r.status_code == 200:
             dp = out["dp"]
             row.update(ok=well_formed(out, args.n), tokens=out["usage"]["completion_tokens"], answer=dp["answer"],
@@ -85,7 +87,16 @@ def phase(base: str, problems, args, extra: dict | None) -> dict:
         "accuracy": round(float(np.mean([r.get("correct", False) for r in good])), 4) if good else None,
         "judge_seconds": round(float(sum(r.get("judge_seconds", 0) for r in good)), 3),
         "judge_pairs": int(sum(r.get("judge_pairs", 0) for r in good)),
+        "errors": sorted({r["error"] for r in rows if r.get("error")}),
+        "per_request_tokens": {r["i"]: r["tokens"] for r in good},
     }
+
+
+def _saved(pruned: dict, full: dict) -> float | None:
+    """1 - tokens(pruned) / tokens(cons) over the requests answered in both phases."""
+    both = set(pruned.get("per_request_tokens", {})) & set(full.get("per_request_tokens", {}))
+    cons = sum(full["per_request_tokens"][i] for i in both)
+    return round(1 - sum(pruned["per_request_tokens"][i] for i in both) / cons, 4) if cons else None
 
 
 def main() -> int:
@@ -101,6 +112,7 @@ def main() -> int:
     ap.add_argument("--judge", default="features")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="results/bench_serve.json")
+    ap.add_argument("--pruned-only", action="store_true", help="Skip the pruning-off phase (a quick check).")
     args = ap.parse_args()
     from dp.problems import embedded_problems
 
@@ -127,7 +139,8 @@ def main() -> int:
         engines = proc.engines()
         startup = time.time() - t0
         pruned = phase(base, problems, args, None)
-        full = phase(base, problems, args, {"policy": "cons"})
+        print(json.dumps({"deepprune": pruned}), flush=True)
+        full = phase(base, problems, args, {"policy": "cons"}) if not args.pruned_only else {"tokens": 0, "lost": 0}
         alive = httpx.get(base + "/health", timeout=5).json().get("status") == "ok"
         proc.p.send_signal(signal.SIGTERM)
         rc = proc.finish(300)
@@ -142,7 +155,7 @@ def main() -> int:
         "settings": {"requests": args.requests, "clients": args.clients, "n": args.n, "max_tokens": args.max_tokens,
                      "request_seeds": f"1000 + i, i = 0..{args.requests - 1}", "questions": f"embedded arith, seed {args.seed}"},
         "startup_seconds": round(startup, 1), "deepprune": pruned, "cons": full,
-        "tokens_saved": round(1 - pruned["tokens"] / full["tokens"], 4) if full["tokens"] else None,
+        "tokens_saved": _saved(pruned, full),
         "server_alive_after": alive, "sigterm_exit_code": rc, "engines_gone": gone,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -150,6 +163,8 @@ def main() -> int:
     print(json.dumps(out, indent=2))
     ok = (pruned["lost"] == 0 and full["lost"] == 0 and alive and rc == 0 and gone)
     print("load test " + ("PASSED" if ok else "FAILED"))
+    if not ok:
+        print(proc.text[-3000:], file=sys.stderr)
     return 0 if ok else 1
 
 
