@@ -35,3 +35,12 @@ def read_live_rows(cache: Cache, run: str, problem_id: str) -> dict[str, np.ndar
         "decision_token": np.array([r[3] for r in rows], dtype=np.int64),
         "tokens": np.array([r[4] for r in rows], dtype=np.int64),
     }
+
+
+def read_live_orders(cache: Cache, run: str) -> dict[str, np.ndarray]:
+    """{problem_id: (N,) trace indices in the order they reached their decision points live}; {} for a
+    run without live rows. A problem where some trace never arrived is left out."""
+    rows = cache.con.execute(
+        "SELECT problem_id, list(idx ORDER BY arrival), min(arrival) FROM live_traces WHERE run = ? "
+        "GROUP BY problem_id", [run]).fetchall()
+    return {pid: np.asarray(order, dtype=np.int64) for pid, order, low in rows if low >= 0}

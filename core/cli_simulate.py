@@ -51,7 +51,8 @@ def pick_run(cache, run: str | None) -> str:
 @truncate_option
 @click.option("--orders", default=50, show_default=True, type=int, help="Seeded arrival orders per problem.")
 @click.option("--order", "order_kind", default="random", show_default=True,
-              type=click.Choice(["random", "prefix-length"]), help="Arrival orders: random, or by decision point.")
+              type=click.Choice(["random", "prefix-length", "live"]),
+              help="Arrival orders: random, by decision point, or live (the order recorded by dp live / dp serve).")
 @click.option("--sweep", multiple=True, help="Grid axis NAME=START:STOP:STEP or NAME=V1,V2 (repeatable).")
 @click.option("--limit", type=int, default=None, help="Only the first N problems.")
 @click.option("--no-store", is_flag=True, help="Do not store the points in the cache.")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dp.cache.live import read_live_orders
 from dp.cache.offsets import prefixes_at
 from dp.cache.store import Cache, ProblemTraces
 from dp.errors import DPError
@@ -36,6 +37,7 @@ class ProblemContext:
     confidence: list[np.ndarray] | None = None  # N arrays (n_tokens,) DeepConf token confidence
     texts_at: Callable[[np.ndarray, np.ndarray], list[str]] | None = field(default=None, repr=False)
     # (positions, n_tokens) -> each trace's text up to that token (read by offsets), for Slim-SC
+    live_order: np.ndarray | None = None  # (N,) positions in the arrival order recorded live (dp live / dp serve)
     _memo: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -57,6 +59,7 @@ def build_contexts(cache: Cache, run: str, rule: TruncationRule, judge: Judge | 
     problems: list[ProblemTraces] = cache.load_run(run)[:limit]
     if not problems:
         raise DPError(f"run '{run}' has no traces")
+    live_orders = read_live_orders(cache, run)
     out = []
     for p in problems:  # one problem at a time: texts are read by offsets, never whole
         dec, prefixes = read_prefixes(cache, p.trace_ids, p.lengths, p.classes, rule)
@@ -70,7 +73,15 @@ def build_contexts(cache: Cache, run: str, rule: TruncationRule, judge: Judge | 
         out.append(ProblemContext(
             problem_id=p.problem.problem_id, trace_ids=p.trace_ids, lengths=p.lengths.astype(np.int64),
             classes=p.classes.astype(np.int64), correct=p.correct.copy(), decision=dec,
-            scores=scores, confidence=conf,
+            scores=scores, confidence=conf, live_order=_positions(live_orders.get(p.problem.problem_id), p.index),
             texts_at=lambda pos, k, ids=p.trace_ids: prefixes_at(cache, ids[np.asarray(pos)], k),
         ))
     return out
+
+
+def _positions(order: np.ndarray | None, index: np.ndarray) -> np.ndarray | None:
+    """A live order of trace indices as positions 0..N-1 (None unless it covers every trace)."""
+    if order is None or len(order) != len(index) or set(order.tolist()) != set(index.tolist()):
+        return None
+    pos = {int(t): i for i, t in enumerate(index)}
+    return np.array([pos[int(t)] for t in order], dtype=np.int64)

@@ -58,6 +58,7 @@ class ProblemLive:
     judge_pairs: int = 0
     started: np.ndarray | None = None  # (N,) bool; None = every trace was started
     answer: str | None = None  # the voted answer
+    weights: np.ndarray | None = None  # (N,) vote weights the policy gave, None = one vote each
     notes: list[str] = field(default_factory=list)
 
     @property

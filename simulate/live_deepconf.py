@@ -48,6 +48,6 @@ async def drive_deepconf(lt: LiveTraces, policy, *, judge=None, rule=None, mode:
     answer, ok = lt.vote(records, voters, list(range(n)), weights)
     return ProblemLive(
         problem_id=lt.problem.problem_id, records=records, arrival=list(range(n)), decision_token=stop_at,
-        finished=voters, tokens=tokens, correct=ok, seconds=seconds, answer=answer,
+        finished=voters, tokens=tokens, correct=ok, seconds=seconds, answer=answer, weights=weights,
         notes=[f"threshold {thr:.4f}"],
     )

@@ -79,10 +79,11 @@ async def drive_prefix(lt: LiveTraces, policy, *, judge, rule, mode: str, rng) -
     seconds = await lt.wait()
     records = lt.records()
     weights = policy.weights(state)
-    answer, ok = lt.vote(records, finished, arrival, None if weights is None else weights[0])
+    weights = None if weights is None else weights[0]
+    answer, ok = lt.vote(records, finished, arrival, weights)
     pairs = policy.pairs(state)
     return ProblemLive(
         problem_id=pid, records=records, arrival=arrival, decision_token=decision, finished=finished,
         tokens=lt.tokens(), correct=ok, seconds=seconds, judge_seconds=judge_time,
-        judge_pairs=int(pairs[0]) if pairs is not None else 0, answer=answer,
+        judge_pairs=int(pairs[0]) if pairs is not None else 0, answer=answer, weights=weights,
     )

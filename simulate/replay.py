@@ -2,7 +2,8 @@
 
 Per problem, R arrival orders are drawn from a seeded generator (the same orders
 for every policy: common random numbers), or one order by decision point
-(`prefix-length`, what equal-speed parallel decoding gives). Each policy returns
+(`prefix-length`, what equal-speed parallel decoding gives), or the order recorded
+live (`live`: runs of `dp live` and `dp serve`). Each policy returns
 a Plan; this module turns plans into tokens, accuracy and pass rate, each with
 its mean and spread over orders, and pairs DeepPrune with its matched random
 controls (`dp.simulate.matched`) on the same orders. Votes break ties by arrival
@@ -24,13 +25,18 @@ from dp.simulate.matched import CONTROLS, controls
 from dp.simulate.policy import PrefixPolicy
 from dp.simulate.scores import PairScores
 
-ORDER_KINDS = ("random", "prefix-length")
+ORDER_KINDS = ("random", "prefix-length", "live")
 
 
 def make_orders(ctx: ProblemContext, count: int, kind: str, seed: int) -> np.ndarray:
     """(R, N) arrival orders of the problem's traces (positions 0..N-1)."""
     if kind == "prefix-length":
         return np.argsort(ctx.decision, kind="stable")[None, :]
+    if kind == "live":
+        if ctx.live_order is None:
+            raise DPError(f"problem {ctx.problem_id} has no recorded live arrival order "
+                          "(--order live replays runs of dp live and dp serve)")
+        return ctx.live_order[None, :]
     if kind != "random":
         raise DPError(f"unknown order '{kind}'; known: {', '.join(ORDER_KINDS)}")
     if count < 1:
