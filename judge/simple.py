@@ -38,6 +38,11 @@ class OracleJudge:
         b = np.fromiter((p.answer_class for p in right), dtype=np.int64, count=len(right))
         return ((a == b) & (a >= 0)).astype(np.float64)
 
+    def score_matrix(self, prefixes: Sequence[Prefix]) -> np.ndarray:
+        """(N, N) scores of every pair of `prefixes` at once (the same values as `score`)."""
+        c = np.fromiter((p.answer_class for p in prefixes), dtype=np.int64, count=len(prefixes))
+        return ((c[:, None] == c[None, :]) & (c[:, None] >= 0)).astype(np.float64)
+
 
 def _splitmix64(x: np.ndarray) -> np.ndarray:
     """SplitMix64 finaliser on a uint64 array (wrapping arithmetic)."""
@@ -77,6 +82,11 @@ class RandomJudge:
         b = np.fromiter((p.trace_id for p in right), dtype=np.int64, count=len(right))
         return pair_uniform(self.seed, a, b)
 
+    def score_matrix(self, prefixes: Sequence[Prefix]) -> np.ndarray:
+        """(N, N) scores of every pair of `prefixes` at once (the same values as `score`)."""
+        ids = np.fromiter((p.trace_id for p in prefixes), dtype=np.int64, count=len(prefixes))
+        return pair_uniform(self.seed, ids[:, None], ids[None, :])
+
 
 def word_set(text: str) -> frozenset[str]:
     """Lowercased `\\w+` tokens of `text`, as a set."""
@@ -109,3 +119,26 @@ class JaccardJudge:
             [jaccard(sets[a.text], sets[b.text]) for a, b in zip(left, right, strict=True)],
             dtype=np.float64,
         )
+
+    def score_matrix(self, prefixes: Sequence[Prefix]) -> np.ndarray:
+        """(N, N) scores of every pair of `prefixes` at once (the same values as `score`).
+
+        Intersections as a sparse (N, V) x (V, N) product of word indicators: exact
+        integer counts, then the same division |A & B| / |A | B|."""
+        from scipy import sparse  # a dependency of scikit-learn
+
+        vocab: dict[str, int] = {}
+        cols: list[int] = []
+        sizes = np.zeros(len(prefixes), dtype=np.int64)
+        for i, p in enumerate(prefixes):
+            words = word_set(p.text)
+            sizes[i] = len(words)
+            cols.extend(vocab.setdefault(w, len(vocab)) for w in words)
+        indptr = np.concatenate([[0], np.cumsum(sizes)])
+        x = sparse.csr_matrix((np.ones(len(cols), dtype=np.int64), np.asarray(cols, dtype=np.int64), indptr),
+                              shape=(len(prefixes), max(len(vocab), 1)))
+        inter = (x @ x.T).toarray()
+        union = sizes[:, None] + sizes[None, :] - inter
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = inter / union
+        return np.where(union == 0, 1.0, out)

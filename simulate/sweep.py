@@ -9,6 +9,7 @@ reads them.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from dataclasses import dataclass
@@ -23,8 +24,9 @@ from dp.judge.insample import in_sample, message
 from dp.judge.truncation import TruncationRule
 from dp.provenance import stamp
 from dp.simulate.context import build_contexts
+from dp.simulate.deepprune import DeepPrune
 from dp.simulate.registry import POLICIES, make_policy, setting_names
-from dp.simulate.replay import PolicyResult, replay, with_judge
+from dp.simulate.replay import PolicyResult, replay_taus, with_judge
 
 CROSSFIT_PAIRS = 20  # training pairs per problem for each cross-fitted judge (a seeded sample)
 INT_PARAMS = {"K", "K1", "K2", "K3", "keep", "window", "conf_window", "warmup"}
@@ -114,17 +116,27 @@ def simulate(cache: Cache, s: SimSettings, store: bool = True) -> list[PolicyRes
     for p in probes:
         if p.judge_override and p.judge_override not in overrides:
             overrides[p.judge_override] = with_judge(contexts, load_judge(p.judge_override, seed=s.seed), rule, cache)
+    for ctxs in (contexts, *overrides.values()):
+        for c in ctxs:  # cheap judges score the whole matrix in one call (dp.simulate.scores)
+            if c.scores is not None and hasattr(c.scores.judge, "score_matrix"):
+                c.scores.fill_all()
     accounting = base.get("accounting", "paper")
-    results = []
     names = [n for n, _ in grid_axes]
+    jobs = []  # (policy) in the order points are reported
     for values in itertools.product(*[v for _, v in grid_axes]) if grid_axes else [()]:
         point = {**base, **dict(zip(names, values, strict=True))}
         for name in s.policies:
             policy = make_policy(name, **point)
-            if grid_axes and values and not _uses_any(policy, names) and _seen(results, name):
+            if grid_axes and values and not _uses_any(policy, names) and any(j.name == name for j in jobs):
                 continue  # a policy the swept parameter does not touch runs once
-            res = replay(policy, contexts, orders=s.orders, order_kind=s.order_kind, seed=s.seed,
-                         judge_contexts=overrides.get(policy.judge_override))
+            jobs.append(policy)
+    results: list[PolicyResult | None] = [None] * len(jobs)
+    for group in _tau_groups(jobs):  # DeepPrune points differing only in tau share one pass
+        policies = [jobs[i] for i in group]
+        first = policies[0]
+        out = replay_taus(policies, contexts, orders=s.orders, order_kind=s.order_kind, seed=s.seed,
+                          judge_contexts=overrides.get(first.judge_override))
+        for i, res, policy in zip(group, out, policies, strict=True):
             res.params.setdefault("accounting", accounting)
             if policy.needs_judge:
                 info = ({"judge": policy.judge_override, "judge_in_sample": False} if policy.judge_override
@@ -132,7 +144,7 @@ def simulate(cache: Cache, s: SimSettings, store: bool = True) -> list[PolicyRes
                 res.params.update(truncate=str(rule), judge_arg=policy.judge_override or s.judge, **info)
                 res.judge_in_sample = bool(info.get("judge_in_sample"))
             res.warnings += _warnings(res, contexts, rule)
-            results.append(res)
+            results[i] = res
     if store and cache.write:
         store_points(cache, s.run, results)
     return results
@@ -155,12 +167,17 @@ def _warnings(res: PolicyResult, contexts, rule) -> list[str]:
     return out
 
 
+def _tau_groups(jobs: list) -> list[list[int]]:
+    """Indices of jobs grouped so each group is one `replay_taus` call (singletons otherwise)."""
+    groups: dict = {}
+    for i, p in enumerate(jobs):
+        key = (p.name, dataclasses.replace(p.params, tau=0.0)) if isinstance(p, DeepPrune) else ("", i)
+        groups.setdefault(key, []).append(i)
+    return list(groups.values())
+
+
 def _uses_any(policy, names) -> bool:
     return any(n in getattr(policy, "params_dict", {}) for n in names)
-
-
-def _seen(results, name) -> bool:
-    return any(r.policy == name for r in results)
 
 
 def store_points(cache: Cache, run: str, results: list[PolicyResult]) -> None:
