@@ -123,8 +123,8 @@ class JaccardJudge:
     def score_matrix(self, prefixes: Sequence[Prefix]) -> np.ndarray:
         """(N, N) scores of every pair of `prefixes` at once (the same values as `score`).
 
-        Intersections as a sparse (N, V) x (V, N) product of word indicators: exact
-        integer counts, then the same division |A & B| / |A | B|."""
+        Intersections as products of 0/1 word-indicator blocks (float32 sums of at most
+        2^24 ones are exact integers), then the same division |A & B| / |A | B|."""
         from scipy import sparse  # a dependency of scikit-learn
 
         vocab: dict[str, int] = {}
@@ -135,9 +135,13 @@ class JaccardJudge:
             sizes[i] = len(words)
             cols.extend(vocab.setdefault(w, len(vocab)) for w in words)
         indptr = np.concatenate([[0], np.cumsum(sizes)])
-        x = sparse.csr_matrix((np.ones(len(cols), dtype=np.int64), np.asarray(cols, dtype=np.int64), indptr),
-                              shape=(len(prefixes), max(len(vocab), 1)))
-        inter = (x @ x.T).toarray()
+        x = sparse.csc_matrix(sparse.csr_matrix(
+            (np.ones(len(cols), dtype=np.float32), np.asarray(cols, dtype=np.int64), indptr),
+            shape=(len(prefixes), max(len(vocab), 1))))
+        inter = np.zeros((len(prefixes), len(prefixes)), dtype=np.int64)
+        for start in range(0, x.shape[1], 4096):  # dense column blocks keep memory at N x 4096
+            block = x[:, start:start + 4096].toarray()
+            inter += np.rint(block @ block.T).astype(np.int64)
         union = sizes[:, None] + sizes[None, :] - inter
         with np.errstate(invalid="ignore", divide="ignore"):
             out = inter / union
