@@ -127,13 +127,12 @@ class JaccardJudge:
         2^24 ones are exact integers), then the same division |A & B| / |A | B|."""
         from scipy import sparse  # a dependency of scikit-learn
 
-        vocab: dict[str, int] = {}
+        sets = [word_set(p.text) for p in prefixes]
+        vocab = {w: i for i, w in enumerate(frozenset().union(*sets))}
         cols: list[int] = []
-        sizes = np.zeros(len(prefixes), dtype=np.int64)
-        for i, p in enumerate(prefixes):
-            words = word_set(p.text)
-            sizes[i] = len(words)
-            cols.extend(vocab.setdefault(w, len(vocab)) for w in words)
+        for words in sets:
+            cols.extend(map(vocab.__getitem__, words))
+        sizes = np.fromiter(map(len, sets), dtype=np.int64, count=len(sets))
         indptr = np.concatenate([[0], np.cumsum(sizes)])
         x = sparse.csc_matrix(sparse.csr_matrix(
             (np.ones(len(cols), dtype=np.float32), np.asarray(cols, dtype=np.int64), indptr),

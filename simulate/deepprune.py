@@ -76,6 +76,7 @@ class ClusterState:
     # [max similarity compared and not joined, min similarity joined] over every decision so
     # far: any tau in [bounds[0], bounds[1]) would have made the same decisions
     bounds: list = field(default_factory=lambda: [-np.inf, np.inf])
+    track: bool = False  # keep `bounds` up to date (a probe replay of a tau sweep)
 
     def draw(self, counts: np.ndarray | None, shape: tuple = ()) -> np.ndarray:
         """Uniforms for the rows of each block in row order: counts[b] of them from block b's
@@ -143,7 +144,8 @@ class DeepPrune(PrefixPolicy):
             best = np.zeros(traces.size, dtype=np.int64)
             best_sim = np.full(traces.size, -np.inf)
         join = best_sim > s.tau
-        _track(s.bounds, best_sim, join)
+        if s.track:
+            _track(s.bounds, best_sim, join)
         full = ~join & (s.n_clusters >= p.K)
         if p.when_full == "join":
             join |= full

@@ -37,6 +37,7 @@ class PairScores:
         self._padded = np.full((n, n + 1), np.nan)
         self._padded[:, 0] = 0.0
         self.complete = False  # every pair scored: lookups skip the NaN check
+        self._discrete: bool | None = None
         self.computed = 0
 
     @property
@@ -91,6 +92,15 @@ class PairScores:
         m = self.matrix
         m[pairs[:, 0], pairs[:, 1]] = s
         m[pairs[:, 1], pairs[:, 0]] = s
+
+    def discrete(self) -> bool:
+        """Every pair scored, with at most two distinct scores (the oracle's 0 and 1): a tau
+        sweep then often decides alike over whole intervals of tau (`dp.simulate.tau_sweep`)."""
+        if not self.complete:
+            return False
+        if self._discrete is None:  # once complete, the matrix no longer changes
+            self._discrete = bool(np.unique(self.matrix[~np.eye(self.n, dtype=bool)]).size <= 2)
+        return self._discrete
 
     def fill_all(self) -> None:
         """Score every pair now: in one call for judges with `score_matrix`, else pair by pair."""

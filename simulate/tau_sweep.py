@@ -1,12 +1,13 @@
 """One DeepPrune pass for many thresholds: a tau sweep's plans, exactly as one replay per tau.
 
-DeepPrune's decisions depend on tau only through `best similarity > tau`. A probe
-replay at one tau of the sweep records the interval of taus that would have decided
-alike at every step (`ClusterState.bounds`); each other tau inside it gets the probe's
-plan (the oracle judge's 0/1 scores make all of [0, 1) one interval, so its 19-point
-sweep costs one replay). The taus left run as one batch of T x R rows: block b replays
-at taus[b] with its own generator, seeded as that tau's own replay would be, and rows
-never interact, so every plan equals what `DeepPrune.plan` gives for that tau alone
+The taus run as one batch of T x R rows: block b replays at taus[b] with its own
+generator, seeded as that tau's own replay would be, and rows never interact, so
+every plan equals what `DeepPrune.plan` gives for that tau alone. Decisions depend
+on tau only through `best similarity > tau`; when the judge's scores take at most two
+values (the oracle's 0/1), a probe replay at one tau first records the interval of
+taus that would have decided alike at every step (`ClusterState.bounds`), and each
+tau inside it gets the probe's plan: pure clusters make all of [0, 1) one interval,
+so the oracle's 19-point sweep costs one replay. Only the taus outside run as a batch
 (`tests/test_tau_sweep.py` checks it on a shipped trace file).
 
 Knows nothing about the cache, scoring a plan or storing points.
@@ -28,10 +29,10 @@ def plan_taus(policy: DeepPrune, ctx, orders: np.ndarray, make_rng: Callable[[],
 
     `make_rng()` returns a fresh generator seeded as each single replay's (one call per pass block)."""
     taus = [float(t) for t in taus]
-    if len(taus) == 1:
-        return _run(policy, ctx, orders, [make_rng()], taus)[0]
+    if len(taus) == 1 or not ctx.scores.discrete():
+        return _run(policy, ctx, orders, [make_rng() for _ in taus], taus)[0]
     probe = len(taus) // 2
-    plans, bounds = _run(policy, ctx, orders, [make_rng()], [taus[probe]])
+    plans, bounds = _run(policy, ctx, orders, [make_rng()], [taus[probe]], track=True)
     out: list[Plan | None] = [None] * len(taus)
     out[probe] = plans[0]
     rest = [i for i, t in enumerate(taus) if i != probe and not bounds[0] <= t < bounds[1]]
@@ -45,11 +46,13 @@ def plan_taus(policy: DeepPrune, ctx, orders: np.ndarray, make_rng: Callable[[],
     return out
 
 
-def _run(policy: DeepPrune, ctx, orders: np.ndarray, rngs: list, taus: list[float]) -> tuple[list[Plan], list]:
-    """One pass of len(taus) blocks of R rows; the plans per block and the tau interval of block 0."""
+def _run(policy: DeepPrune, ctx, orders: np.ndarray, rngs: list, taus: list[float],
+         track: bool = False) -> tuple[list[Plan], list]:
+    """One pass of len(taus) blocks of R rows; the plans per block and (`track`) the tau interval."""
     R, N = orders.shape
     T = len(taus)
     state = policy.begin_many(ctx, R, rngs, taus)
+    state.track = track
     arrivals = np.ascontiguousarray(np.tile(orders, (T, 1)).T)  # (N, T*R): step k's trace of each row
     for k in range(N):
         policy.on_prefix(state, arrivals[k])
