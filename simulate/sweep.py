@@ -9,6 +9,7 @@ reads them.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -92,6 +93,34 @@ def _validate(s: SimSettings, grid_axes: list[tuple[str, list]]) -> None:
         raise DPError(f"orders must be >= 1, got {s.orders}")
 
 
+_MEMO: dict | None = None  # contexts shared by the `simulate` calls inside `reuse_contexts()`
+
+
+@contextlib.contextmanager
+def reuse_contexts():
+    """Inside this block, `simulate` calls on the same cache, run, rule and limit share one set of
+    problem contexts (decision points, prefixes, judge scores, confidences) where the judge and
+    the confidences they need agree, instead of reading them again. For callers that make
+    several calls in a row (`dp figures`); the traces must not change inside the block."""
+    global _MEMO
+    outer, _MEMO = _MEMO, ({} if _MEMO is None else _MEMO)
+    try:
+        yield
+    finally:
+        _MEMO = outer
+
+
+def _reused(cache: Cache, s: SimSettings, rule, judge_key, needs_conf: bool):
+    """Contexts an earlier call in `reuse_contexts()` built that serve this call, else None."""
+    if _MEMO is None:
+        return None
+    hit = _MEMO.get((str(cache.path), s.run, str(rule), s.limit))
+    if hit is None:
+        return None
+    contexts, key, conf = hit
+    return contexts if (judge_key is None or key == judge_key) and (conf or not needs_conf) else None
+
+
 def simulate(cache: Cache, s: SimSettings, store: bool = True) -> list[PolicyResult]:
     """Replay every policy (at every grid point) on run `s.run`; store the points if asked."""
     cache.run_info(s.run)  # an unknown run fails first, with the runs that exist
@@ -111,7 +140,18 @@ def simulate(cache: Cache, s: SimSettings, store: bool = True) -> list[PolicyRes
         questions = [p.question for p in cache.problems(s.run)]
         judge_info = {"judge": judge.name, "judge_in_sample": in_sample(judge, s.run, questions)}
     any_judge = judge or (load_judge("oracle") if any(p.judge_override for p in probes) else None)
-    contexts = build_contexts(cache, s.run, rule, any_judge, confidence=needs_conf, limit=s.limit)
+    judge_key = None if any_judge is None else (("crossfit", s.judge, s.crossfit, s.seed) if s.crossfit
+                                                else any_judge.name)
+    contexts = _reused(cache, s, rule, judge_key, needs_conf)
+    if contexts is None:
+        contexts = build_contexts(cache, s.run, rule, any_judge, confidence=needs_conf, limit=s.limit)
+        if _MEMO is not None:
+            key = (str(cache.path), s.run, str(rule), s.limit)
+            old = _MEMO.get(key)
+            if judge_key is None and old is not None and old[1] is not None:  # keep the scores read so far
+                contexts = [dataclasses.replace(c, scores=o.scores) for c, o in zip(contexts, old[0], strict=True)]
+                judge_key = old[1]
+            _MEMO[key] = (contexts, judge_key, needs_conf)
     overrides = {}
     for p in probes:
         if p.judge_override and p.judge_override not in overrides:

@@ -101,3 +101,26 @@ def test_score_matrix_equals_pairwise_scores(real_cache, name):
     iu = np.triu_indices(len(prefixes), k=1)
     pairwise = judge.score([prefixes[i] for i in iu[0]], [prefixes[j] for j in iu[1]])
     assert np.array_equal(m[iu], pairwise) and np.array_equal(m.T[iu], pairwise)
+
+
+def test_reused_contexts_give_the_same_points(real_cache):
+    """`reuse_contexts()` (dp figures) shares one read of the run between simulate calls, same numbers."""
+    from dp.simulate import sweep
+    from dp.simulate.sweep import SimSettings, reuse_contexts, simulate
+
+    calls = [SimSettings(run="esc", policies=("deepprune", "deepprune-oracle"), judge="jaccard",
+                         truncate="tokens:30", orders=6, limit=20, sweep=("tau=0.3,0.7",)),
+             SimSettings(run="esc", policies=("cons", "esc", "random"), judge="jaccard", truncate="tokens:30",
+                         orders=6, limit=20),
+             SimSettings(run="esc", policies=("deepprune",), judge="jaccard", truncate="tokens:30", orders=6,
+                         limit=20, params={"tau": 0.5})]
+    with Cache(real_cache) as c:
+        alone = [[r.summary() for r in simulate(c, s, store=False)] for s in calls]
+        with reuse_contexts():
+            shared, seen = [], []
+            for s in calls:
+                shared.append([r.summary() for r in simulate(c, s, store=False)])
+                seen.append(id(next(iter(sweep._MEMO.values()))[0]))
+        assert sweep._MEMO is None
+    assert shared == alone
+    assert len(set(seen)) == 1  # read once, served three calls
