@@ -30,8 +30,8 @@ RULE = TruncationRule.parse("tokens:30")
 @pytest.fixture(scope="module")
 def esc_contexts(real_cache):
     with Cache(real_cache) as c:
-        jac = build_contexts(c, "esc", RULE, load_judge("jaccard"), limit=40)
-        orc = build_contexts(c, "esc", RULE, load_judge("oracle"), limit=40)
+        jac = build_contexts(c, "esc", RULE, load_judge("jaccard"), limit=20)
+        orc = build_contexts(c, "esc", RULE, load_judge("oracle"), limit=20)
     for ctx in (*jac, *orc):
         ctx.scores.fill_all()
     return {"jaccard": jac, "oracle": orc}
@@ -51,8 +51,8 @@ def _same(a, b) -> None:
 def test_shared_sweep_equals_each_tau_alone(esc_contexts, judge, settings):
     ctxs = esc_contexts[judge]
     policies = [make_policy("deepprune", tau=t, **settings) for t in TAUS]
-    shared = replay_taus(policies, ctxs, orders=12, seed=3)
-    alone = [replay(p, ctxs, orders=12, seed=3) for p in policies]
+    shared = replay_taus(policies, ctxs, orders=8, seed=3)
+    alone = [replay(p, ctxs, orders=8, seed=3) for p in policies]
     for a, b in zip(shared, alone, strict=True):
         _same(a, b)
     assert len({r.tokens for r in alone}) > 1 or judge == "oracle"  # the sweep moves the jaccard points
