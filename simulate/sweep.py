@@ -94,6 +94,7 @@ def _validate(s: SimSettings, grid_axes: list[tuple[str, list]]) -> None:
 
 
 _MEMO: dict | None = None  # contexts shared by the `simulate` calls inside `reuse_contexts()`
+ANY_PREFIXES = "any judge"  # a call that needs prefixes but no judge of its own (oracle overrides)
 
 
 @contextlib.contextmanager
@@ -118,7 +119,8 @@ def _reused(cache: Cache, s: SimSettings, rule, judge_key, needs_conf: bool):
     if hit is None:
         return None
     contexts, key, conf = hit
-    return contexts if (judge_key is None or key == judge_key) and (conf or not needs_conf) else None
+    fits = judge_key is None or key == judge_key or (judge_key == ANY_PREFIXES and key is not None)
+    return contexts if fits and (conf or not needs_conf) else None
 
 
 def simulate(cache: Cache, s: SimSettings, store: bool = True) -> list[PolicyResult]:
@@ -140,18 +142,20 @@ def simulate(cache: Cache, s: SimSettings, store: bool = True) -> list[PolicyRes
         questions = [p.question for p in cache.problems(s.run)]
         judge_info = {"judge": judge.name, "judge_in_sample": in_sample(judge, s.run, questions)}
     any_judge = judge or (load_judge("oracle") if any(p.judge_override for p in probes) else None)
-    judge_key = None if any_judge is None else (("crossfit", s.judge, s.crossfit, s.seed) if s.crossfit
-                                                else any_judge.name)
+    if judge is not None:
+        judge_key = ("crossfit", s.judge, s.crossfit, s.seed) if s.crossfit else judge.name
+    else:  # only judge overrides (the oracle): any contexts with prefixes serve
+        judge_key = None if any_judge is None else ANY_PREFIXES
     contexts = _reused(cache, s, rule, judge_key, needs_conf)
     if contexts is None:
         contexts = build_contexts(cache, s.run, rule, any_judge, confidence=needs_conf, limit=s.limit)
         if _MEMO is not None:
             key = (str(cache.path), s.run, str(rule), s.limit)
             old = _MEMO.get(key)
-            if judge_key is None and old is not None and old[1] is not None:  # keep the scores read so far
+            if judge_key in (None, ANY_PREFIXES) and old is not None and old[1] is not None:  # keep its scores
                 contexts = [dataclasses.replace(c, scores=o.scores) for c, o in zip(contexts, old[0], strict=True)]
                 judge_key = old[1]
-            _MEMO[key] = (contexts, judge_key, needs_conf)
+            _MEMO[key] = (contexts, any_judge.name if judge_key == ANY_PREFIXES else judge_key, needs_conf)
     overrides = {}
     for p in probes:
         if p.judge_override and p.judge_override not in overrides:
