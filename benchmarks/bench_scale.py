@@ -16,9 +16,12 @@ and peak RSS (`os.wait4`):
 
 `--scale 1/16|1/4|full` sets N = 32, 128, 512 (30 problems each; ~100 M tokens at
 full; 1/64, N = 8, is a smoke size); `--scale all` runs the three and prints the growth exponent of each step
-(log-log slope of seconds against tokens). Run by hand:
+(log-log slope of seconds against tokens). `--steps` runs only some steps (on the cache
+an earlier run left, with `--reuse`), merging them into the `--json` file, so a full-size
+run can be split into short jobs. Run by hand:
 
     .venv/bin/python benchmarks/bench_scale.py --scale 1/16 [--out DIR] [--json FILE]
+    .venv/bin/python benchmarks/bench_scale.py --scale full --reuse --steps sweep --json FILE
 """
 
 from __future__ import annotations
@@ -114,17 +117,24 @@ def _dp() -> str:
     return str(exe) if exe.exists() else shutil.which("dp") or "dp"
 
 
-def bench_size(label: str, out: Path, seed: int, max_pairs: int, json_out: str | None, done: dict) -> dict:
+STEPS = ("write", "info", "sweep", "pairs", "eval", "figures")
+
+
+def bench_size(label: str, out: Path, seed: int, max_pairs: int, json_out: str | None, done: dict,
+               only: tuple[str, ...] = STEPS, reuse: bool = False) -> dict:
     n = SCALES[label]
     out.mkdir(parents=True, exist_ok=True)
     cache = out / f"scale-{label.replace('/', 'of')}.duckdb"
-    for p in (cache, Path(str(cache) + ".wal")):
-        if p.exists():
-            p.unlink()
+    if reuse and not cache.exists():
+        raise SystemExit(f"error: --reuse: no cache at {cache}; run the write step first")
+    if "write" in only:
+        for p in (cache, Path(str(cache) + ".wal")):
+            if p.exists():
+                p.unlink()
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
     dp = _dp()
-    steps: dict[str, dict] = {}
-    result = {"scale": label, "problems": PROBLEMS, "n": n, "steps": steps}
+    result = done.get(label) or {"scale": label, "problems": PROBLEMS, "n": n, "steps": {}}
+    steps: dict[str, dict] = result["steps"]
 
     def save() -> None:  # after each step, so a run cut short keeps what it measured
         if json_out:
@@ -134,6 +144,50 @@ def bench_size(label: str, out: Path, seed: int, max_pairs: int, json_out: str |
             Path(json_out).write_text(json.dumps({"SYNTHETIC": True, "seed": seed, "results": slim},
                                                  indent=1, default=_plain))
     print(f"[{label}] SYNTHETIC cache: {PROBLEMS} problems x {n} traces -> {cache}", flush=True)
+    if "write" in only:
+        write_step(label, cache, n, seed, env, steps, result)
+        save()
+    elif "tokens" not in result:
+        result.update(cache_totals(str(cache)))
+    base = ["--cache", str(cache)]
+    if "info" in only:
+        steps["info"] = run_step([dp, "cache", "info", *base, "--json"], env)
+        _say(label, "info", steps["info"])
+        result["jaccard_s_per_pair"] = jaccard_speed(str(cache), seed)
+    if "sweep" in only:
+        sim = [dp, "simulate", *base, "--run", RUN, "--judge", "jaccard", "--truncate", "words:25",
+               "--sweep", TAUS, "--orders", "50", "--seed", str(seed), "--json"]
+        for p in POLICIES:
+            sim += ["--policy", p]
+        steps["sweep"] = run_step([*sim, "--no-store"], env)
+        _say(label, "sweep", steps["sweep"])
+        save()
+    for rule in ("words:25", "tokens:512"):
+        key = rule.replace(":", "")
+        if "pairs" in only:
+            s = run_step([dp, "judge", "pairs", *base, "--run", RUN, "--truncate", rule, "--json"], env)
+            steps[f"pairs_{key}"] = s
+            _say(label, f"pairs {rule}", s)
+        if "eval" in only:
+            s = run_step([dp, "judge", "eval", *base, "--run", RUN, "--judge", "jaccard", "--truncate", rule,
+                          "--max-pairs", str(max_pairs), "--seed", str(seed), "--json"], env)
+            steps[f"eval_{key}"] = s
+            _say(label, f"eval jaccard {rule}", s)
+        save()
+    if "write" in only:
+        result["token_columns"] = token_column_bytes(str(cache))
+    if "figures" in only:
+        fig_out = out / f"figures-{label.replace('/', 'of')}"
+        shutil.rmtree(fig_out, ignore_errors=True)
+        forget_results(str(cache))
+        steps["figures"] = run_step([dp, "figures", *base, "--run", RUN, "--judge", "jaccard", "--out",
+                                     str(fig_out), "--seed", str(seed)], env)
+        _say(label, "figures", steps["figures"])
+        save()
+    return result
+
+
+def write_step(label: str, cache: Path, n: int, seed: int, env: dict, steps: dict, result: dict) -> None:
     w = run_step([sys.executable, __file__, "_write", "--cache", str(cache), "--n", str(n), "--seed", str(seed)], env)
     wstats = json.loads(w["stdout"].strip().splitlines()[-1])
     steps["write"] = {"seconds": wstats["write_s"], "peak_rss_gib": w["peak_rss_gib"], **wstats}
@@ -141,34 +195,25 @@ def bench_size(label: str, out: Path, seed: int, max_pairs: int, json_out: str |
     steps["write"]["bytes_per_token_file"] = os.path.getsize(cache) / tokens
     _say(label, "write", steps["write"], f"{wstats['write_tokens_per_s']:,.0f} tok/s, {tokens:,} tokens")
     result.update(tokens=tokens, traces=wstats["traces"], file_bytes=os.path.getsize(cache))
-    save()
-    base = ["--cache", str(cache)]
-    steps["info"] = run_step([dp, "cache", "info", *base, "--json"], env)
-    _say(label, "info", steps["info"])
-    result["jaccard_s_per_pair"] = jaccard_speed(str(cache), seed)
-    sim = [dp, "simulate", *base, "--run", RUN, "--judge", "jaccard", "--truncate", "words:25",
-           "--sweep", TAUS, "--orders", "50", "--seed", str(seed), "--json"]
-    for p in POLICIES:
-        sim += ["--policy", p]
-    steps["sweep"] = run_step([*sim, "--no-store"], env)
-    _say(label, "sweep", steps["sweep"])
-    save()
-    for rule in ("words:25", "tokens:512"):
-        key = rule.replace(":", "")
-        s = run_step([dp, "judge", "pairs", *base, "--run", RUN, "--truncate", rule, "--json"], env)
-        steps[f"pairs_{key}"] = s
-        _say(label, f"pairs {rule}", s)
-        s = run_step([dp, "judge", "eval", *base, "--run", RUN, "--judge", "jaccard", "--truncate", rule,
-                      "--max-pairs", str(max_pairs), "--seed", str(seed), "--json"], env)
-        steps[f"eval_{key}"] = s
-        _say(label, f"eval jaccard {rule}", s)
-        save()
-    result["token_columns"] = token_column_bytes(str(cache))
-    steps["figures"] = run_step([dp, "figures", *base, "--run", RUN, "--judge", "jaccard", "--out",
-                                 str(out / f"figures-{label.replace('/', 'of')}"), "--seed", str(seed)], env)
-    _say(label, "figures", steps["figures"])
-    save()
-    return result
+
+
+def forget_results(cache: str) -> None:
+    """Drop stored simulator points and judge scores, so a figures run starts from the cache as written."""
+    from dp.cache.store import Cache
+
+    with Cache(cache, write=True) as c:
+        c.con.execute("DELETE FROM sim_points")
+        c.con.execute("DELETE FROM judge_scores")
+
+
+def cache_totals(cache: str) -> dict:
+    """tokens, traces and file size of an existing SYNTHETIC cache (for --reuse without earlier JSON)."""
+    from dp.cache.store import Cache
+
+    with Cache(cache) as c:
+        tokens, traces = c.con.execute("SELECT sum(n_tokens), count(*) FROM traces WHERE run = ?",
+                                       [RUN]).fetchall()[0]
+    return {"tokens": int(tokens), "traces": int(traces), "file_bytes": os.path.getsize(cache)}
 
 
 def jaccard_speed(cache: str, seed: int, pairs_per_problem: int = 1000) -> float:
@@ -255,19 +300,29 @@ def growth(results: list[dict], key: str) -> str:
 
 
 def check_targets(r: dict) -> list[str]:
+    """One line per target (steps not measured are left out)."""
     s = r["steps"]
-    checks = [
-        ("writing >= 200 K tok/s", s["write"]["write_tokens_per_s"] >= TARGETS["write_tokens_per_s"],
-         f"{s['write']['write_tokens_per_s']:,.0f} tok/s"),
-        ("tokens table <= 10 bytes/token", r.get("token_columns", {}).get("all", 99) <= TARGETS["bytes_per_token"],
-         f"{r.get('token_columns', {}).get('all', float('nan')):.2f} bytes/token "
-         f"(whole file {r['file_bytes'] / r['tokens']:.2f})"),
-        ("dp cache info < 10 s", s["info"]["seconds"] < TARGETS["info_s"], f"{s['info']['seconds']:.1f} s"),
-        ("sweep < 60 s", s["sweep"]["seconds"] < TARGETS["sweep_warm_s"], f"{s['sweep']['seconds']:.1f} s"),
-        ("peak RSS < 4 GiB every step", max(v["peak_rss_gib"] for v in s.values()) < TARGETS["peak_rss_gib"],
-         f"max {max(v['peak_rss_gib'] for v in s.values()):.2f} GiB"),
-    ]
-    return [f"  {'ok  ' if ok else 'MISS'} {name}: {val}" for name, ok, val in checks]
+    out = []
+
+    def check(step: str, name: str, ok, val) -> None:
+        if step in s:
+            out.append(f"  {'ok  ' if ok() else 'MISS'} {name}: {val()}")
+
+    check("write", "writing >= 200 K tok/s", lambda: s["write"]["write_tokens_per_s"] >= TARGETS["write_tokens_per_s"],
+          lambda: f"{s['write']['write_tokens_per_s']:,.0f} tok/s")
+    check("write", "tokens table <= 10 bytes/token",
+          lambda: r.get("token_columns", {}).get("all", 99) <= TARGETS["bytes_per_token"],
+          lambda: f"{r.get('token_columns', {}).get('all', float('nan')):.2f} bytes/token "
+                  f"(whole file {r['file_bytes'] / r['tokens']:.2f})")
+    check("info", "dp cache info < 10 s", lambda: s["info"]["seconds"] < TARGETS["info_s"],
+          lambda: f"{s['info']['seconds']:.1f} s")
+    check("sweep", "sweep < 60 s", lambda: s["sweep"]["seconds"] < TARGETS["sweep_warm_s"],
+          lambda: f"{s['sweep']['seconds']:.1f} s")
+    if s:
+        peak = max(v["peak_rss_gib"] for v in s.values())
+        out.append(f"  {'ok  ' if peak < TARGETS['peak_rss_gib'] else 'MISS'} peak RSS < 4 GiB every step "
+                   f"measured: max {peak:.2f} GiB")
+    return out
 
 
 def main() -> None:
@@ -288,6 +343,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-pairs", type=int, default=20_000, help="Pairs per problem for `dp judge eval`.")
     ap.add_argument("--json", dest="json_out", default=None, help="Also write every number to this file.")
+    ap.add_argument("--steps", default=",".join(STEPS),
+                    help=f"Comma-separated steps to run (default all: {','.join(STEPS)}); others keep their "
+                         "numbers from the --json file.")
+    ap.add_argument("--reuse", action="store_true", help="Run the steps on the cache left by an earlier run.")
     ap.add_argument("--table", nargs="+", default=None, metavar="JSON",
                     help="Only print the table and checks of earlier --json files (sizes run separately).")
     args = ap.parse_args()
@@ -297,8 +356,17 @@ def main() -> None:
     labels = [k for k in SCALES if k != "1/64"] if args.scale == "all" else [args.scale]
     print(f"SYNTHETIC data (benchmarks/scale_data.py, seed {args.seed}); machine: {platform.machine()}, "
           f"{os.cpu_count()} cores, {_mem_gib():.0f} GiB; load average at start {os.getloadavg()[0]:.2f}", flush=True)
+    only = tuple(x.strip() for x in args.steps.split(",") if x.strip())
+    bad = [x for x in only if x not in STEPS]
+    if bad or not only:
+        raise SystemExit(f"error: unknown steps {bad}; known: {', '.join(STEPS)}")
+    if "write" not in only and not args.reuse:
+        raise SystemExit("error: without the write step, pass --reuse to run on the cache an earlier run left")
     done: dict = {}
-    results = [bench_size(lab, Path(args.out), args.seed, args.max_pairs, args.json_out, done) for lab in labels]
+    if args.json_out and Path(args.json_out).exists() and only != STEPS:
+        done = {r["scale"]: r for r in json.loads(Path(args.json_out).read_text())["results"]}
+    results = [bench_size(lab, Path(args.out), args.seed, args.max_pairs, args.json_out, done, only, args.reuse)
+               for lab in labels]
     report(results)
     return None
 
@@ -306,11 +374,11 @@ def main() -> None:
 def report(results: list[dict]) -> None:
     print("\n" + table(results))
     for r in results:
-        if "sweep" not in r["steps"]:
-            continue
-        jc = judge_cost(r)
         print(f"\n[{r['scale']}] targets:")
         print("\n".join(check_targets(r)))
+        if "sweep" not in r["steps"] or "jaccard_s_per_pair" not in r:
+            continue
+        jc = judge_cost(r)
         print("  token columns, bytes/token: " + ", ".join(f"{k} {v:.2f}" for k, v in r.get("token_columns", {}).items()))
         print(f"  judge cost (DeepPrune tau 0.5, jaccard words:25): {jc['judge_pairs_per_problem']:,.0f} pair "
               f"evaluations and {jc['judge_seconds_per_problem']:.2f} s per problem "

@@ -3,7 +3,9 @@
 SYNTHETIC data (said in the output): answer classes drawn from a skewed
 distribution, trace lengths from a log-normal, and judge scores already in the
 matrix (a noisy oracle), as they are once the judge-score cache is warm. This
-measures the replay itself, not the judge. Run by hand:
+measures the replay itself, not the judge, through the call `dp simulate --sweep tau=...`
+makes (`replay_taus`: one shared pass per problem for all taus, matched controls
+included). Run by hand:
 
     .venv/bin/python benchmarks/bench_simulate.py [--problems 30] [--n 512]
 """
@@ -20,7 +22,7 @@ import numpy as np
 from dp.judge.base import Prefix
 from dp.simulate.context import ProblemContext
 from dp.simulate.deepprune import DeepPrune
-from dp.simulate.replay import replay
+from dp.simulate.replay import replay_taus
 from dp.simulate.scores import PairScores
 
 
@@ -52,8 +54,8 @@ def synthetic_context(pid: int, n: int, rng: np.random.Generator) -> ProblemCont
 
 def sweep(contexts, taus, orders) -> float:
     t0 = time.perf_counter()
-    for tau in taus:
-        replay(DeepPrune(tau=float(tau)), contexts, orders=orders, seed=0)
+    policies = [DeepPrune(tau=float(tau)) for tau in taus]
+    replay_taus(policies, contexts, orders=orders, seed=0)
     return time.perf_counter() - t0
 
 

@@ -29,6 +29,7 @@ from dp.figures.settings import FigureSettings, resolve_judges
 from dp.figures.threshold import threshold_figure
 from dp.figures.truncation import truncation_figure
 from dp.provenance import stamp
+from dp.simulate.sweep import reuse_contexts
 
 FIGURES = ("redundancy", "roc", "truncation", "threshold", "main_table", "pareto", "live")
 
@@ -60,19 +61,10 @@ def _guard(name: str, title: str, fn, *args) -> FigureResult:
         return FigureResult(name, title, "").skip(f"failed: {e}")
 
 
-def make_figures(cache: Cache, runs: list[str] | None, out_dir: str | Path,
-                 settings: FigureSettings | None = None) -> Report:
-    """Draw every figure for `runs` (None: all) of `cache` into `out_dir`; write and return the report.
-
-    Open the cache for writing to store the simulator points computed on the way."""
-    s = settings or FigureSettings()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    sim_runs, live, notes = pick_runs(cache, runs)
-    judges = resolve_judges(s)
-    store = PointStore(cache, fresh=s.fresh)
-    common = (s.orders, s.order_kind, s.seed)
-    figures = [
+def _draw(cache: Cache, sim_runs, live, out: Path, s: FigureSettings, judges, store: PointStore,
+          common: tuple) -> list[FigureResult]:
+    """Every figure in order (a figure that fails is returned skipped, with its reason)."""
+    return [
         _guard("redundancy", "Inter-trace redundancy", redundancy_figure, cache, sim_runs, out),
         _guard("roc", "Judge ROC curves", roc_figure, cache, sim_runs, out, judges.roc, s.truncate,
                s.max_pairs, s.seed),
@@ -85,6 +77,22 @@ def make_figures(cache: Cache, runs: list[str] | None, out_dir: str | Path,
         _guard("pareto", "Accuracy against tokens", pareto_figure, store, sim_runs, out),
         _guard("live", "Live against simulated tokens", live_figure, cache, live, out),
     ]
+
+
+def make_figures(cache: Cache, runs: list[str] | None, out_dir: str | Path,
+                 settings: FigureSettings | None = None) -> Report:
+    """Draw every figure for `runs` (None: all) of `cache` into `out_dir`; write and return the report.
+
+    Open the cache for writing to store the simulator points computed on the way."""
+    s = settings or FigureSettings()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sim_runs, live, notes = pick_runs(cache, runs)
+    judges = resolve_judges(s)
+    store = PointStore(cache, fresh=s.fresh)
+    common = (s.orders, s.order_kind, s.seed)
+    with reuse_contexts():  # the figures' simulator calls read each run's contexts once, not per call
+        figures = _draw(cache, sim_runs, live, out, s, judges, store, common)
     report = Report(
         out_dir=out, cache=cache.path, runs=sim_runs, live_runs=live, settings=s.as_dict(),
         judges={"main": judges.main, "ablation": judges.ablation, "roc": list(judges.roc)},

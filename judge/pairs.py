@@ -8,7 +8,7 @@ grades and votes.
 
 Each trace's prefix ends at its decision point under the `TruncationRule`
 (`dp.judge.truncation`), read problem by problem by offsets
-(`dp.judge.prefix_reader`). Oversampling the minority ("different") class repeats
+(`dp.judge.prefix_reader`), and only for the traces the chosen pairs use. Oversampling the minority ("different") class repeats
 label-0 pairs.
 
 Nothing here scores or trains.
@@ -119,7 +119,8 @@ def build_pairs(
         raise DPError(f"oversample must be an integer >= 1, got {oversample_negative}")
     if max_pairs_per_problem is not None and max_pairs_per_problem < 1:
         raise DPError(f"max pairs per problem must be >= 1, got {max_pairs_per_problem}")
-    problems, prefixes = run_prefixes(cache, run, rule)
+    problems = cache.load_run(run)
+    prefixes: dict[int, Prefix] = {}
     a_parts, b_parts, l_parts, p_parts = [], [], [], []
     for p in problems:
         i, j = np.triu_indices(p.n, k=1)
@@ -128,6 +129,10 @@ def build_pairs(
         if max_pairs_per_problem is not None and keep.size > max_pairs_per_problem:
             pick = rng(seed, "pairs", run, p.problem.problem_id).choice(keep.size, max_pairs_per_problem, replace=False)
             keep = keep[np.sort(pick)]
+        need = np.unique(np.concatenate([i[keep], j[keep]]))  # read only the prefixes the pairs use
+        if need.size:
+            _, pre = read_prefixes(cache, p.trace_ids[need], p.lengths[need], p.classes[need], rule)
+            prefixes.update((x.trace_id, x) for x in pre)
         a_parts.append(p.trace_ids[i[keep]])
         b_parts.append(p.trace_ids[j[keep]])
         l_parts.append(labels[keep])

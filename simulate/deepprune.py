@@ -59,9 +59,9 @@ class DeepPruneParams:
 
 @dataclass
 class ClusterState:
-    """Clusters of R replays over N traces."""
+    """Clusters of R replays over N traces; in a tau sweep, T blocks of R rows (row b * R + r)."""
 
-    rng: np.random.Generator
+    rng: np.random.Generator  # the first block's generator (the only one unless taus are batched)
     n_traces: int
     assign: np.ndarray  # (R, N) int64 cluster of each trace, -1 = not seen yet, -2 = dropped
     n_clusters: np.ndarray  # (R,) int64
@@ -70,6 +70,22 @@ class ClusterState:
     first: np.ndarray  # (R, K) int64 first member of each cluster (its representative)
     pairs: np.ndarray  # (R,) int64 judge evaluations asked for
     scores: object = field(repr=False, default=None)  # PairScores
+    tau: np.ndarray | None = None  # (R,) float64 threshold of each row
+    rngs: list = field(default_factory=list)  # one generator per block of `block` rows
+    block: int = 0  # rows per block
+    # [max similarity compared and not joined, min similarity joined] over every decision so
+    # far: any tau in [bounds[0], bounds[1]) would have made the same decisions
+    bounds: list = field(default_factory=lambda: [-np.inf, np.inf])
+    track: bool = False  # keep `bounds` up to date (a probe replay of a tau sweep)
+
+    def draw(self, counts: np.ndarray | None, shape: tuple = ()) -> np.ndarray:
+        """Uniforms for the rows of each block in row order: counts[b] of them from block b's
+        generator (shape (counts[b],)), or, with counts None, `shape` per block stacked on axis 0."""
+        if len(self.rngs) == 1:
+            return self.rngs[0].random(int(counts[0]) if counts is not None else shape)
+        if counts is None:
+            return np.concatenate([g.random(shape) for g in self.rngs], axis=0)
+        return np.concatenate([g.random(int(k)) for g, k in zip(self.rngs, counts, strict=True)])
 
 
 class DeepPrune(PrefixPolicy):
@@ -82,30 +98,36 @@ class DeepPrune(PrefixPolicy):
         self.accounting = Accounting(self.params.accounting)
 
     def begin(self, ctx, replicas: int, rng: np.random.Generator) -> ClusterState:
+        return self.begin_many(ctx, replicas, [rng], [self.params.tau])
+
+    def begin_many(self, ctx, replicas: int, rngs: list[np.random.Generator], taus) -> ClusterState:
+        """State for len(taus) blocks of `replicas` rows: block b replays at taus[b] with rngs[b],
+        exactly as `begin` with that tau and generator would (rows never interact)."""
         if ctx.scores is None:
             raise DPError("deepprune needs a judge")
+        for tau in taus:
+            DeepPruneParams(**{**self.params.__dict__, "tau": float(tau)})  # validates every tau
         p = self.params
+        rows = replicas * len(taus)
         return ClusterState(
-            rng=rng, n_traces=ctx.n,
-            assign=np.full((replicas, ctx.n), -1, dtype=np.int64),
-            n_clusters=np.zeros(replicas, dtype=np.int64),
-            size=np.zeros((replicas, p.K), dtype=np.int64),
-            sample=np.full((replicas, p.K, p.K1), -1, dtype=np.int64),
-            first=np.full((replicas, p.K), -1, dtype=np.int64),
-            pairs=np.zeros(replicas, dtype=np.int64),
+            rng=rngs[0], n_traces=ctx.n,
+            assign=np.full((rows, ctx.n), -1, dtype=np.int64),
+            n_clusters=np.zeros(rows, dtype=np.int64),
+            size=np.zeros((rows, p.K), dtype=np.int64),
+            sample=np.full((rows, p.K, p.K1), -1, dtype=np.int64),
+            first=np.full((rows, p.K), -1, dtype=np.int64),
+            pairs=np.zeros(rows, dtype=np.int64),
             scores=ctx.scores,
+            tau=np.repeat(np.asarray(taus, dtype=np.float64), replicas),
+            rngs=list(rngs), block=replicas,
         )
 
     def similarities(self, s: ClusterState, traces: np.ndarray) -> np.ndarray:
         """(R, kmax) mean judge score of each replay's trace against each of its clusters (-inf: none)."""
         kmax = int(s.n_clusters.max())
-        members = s.sample[:, :kmax, :]  # (R, kmax, K1)
-        valid = members >= 0
-        t = np.broadcast_to(traces[:, None, None], members.shape)
-        vals = np.zeros(members.shape)
-        vals[valid] = s.scores.get(t[valid], members[valid])
-        s.pairs += valid.sum(axis=(1, 2))
-        count = valid.sum(axis=2)
+        vals = s.scores.lookup(traces, s.sample[:, :kmax, :])  # (R, kmax, K1), empty slots 0.0
+        count = np.minimum(s.size[:, :kmax], self.params.K1)  # filled slots of each reservoir
+        s.pairs += count.sum(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             sim = vals.sum(axis=2) / count
         return np.where(count > 0, sim, -np.inf)
@@ -121,7 +143,9 @@ class DeepPrune(PrefixPolicy):
         else:
             best = np.zeros(traces.size, dtype=np.int64)
             best_sim = np.full(traces.size, -np.inf)
-        join = best_sim > p.tau
+        join = best_sim > s.tau
+        if s.track:
+            _track(s.bounds, best_sim, join)
         full = ~join & (s.n_clusters >= p.K)
         if p.when_full == "join":
             join |= full
@@ -131,14 +155,16 @@ class DeepPrune(PrefixPolicy):
         new = ~join & ~drop
         cluster = np.where(join, best, s.n_clusters)
         s.assign[rows, traces] = np.where(drop, -2, cluster)
-        r, c, t = rows[~drop], cluster[~drop], traces[~drop]
-        s.first[r[new[~drop]], c[new[~drop]]] = t[new[~drop]]
+        kept = ~drop
+        r, c, t = rows[kept], cluster[kept], traces[kept]
+        s.first[r[new[kept]], c[new[kept]]] = t[new[kept]]
         s.n_clusters += new
         s.size[r, c] += 1
         # reservoir sampling: the first K1 members fill the slots, member m replaces a
         # random slot with probability K1 / m, so each slot set is a uniform sample
         m = s.size[r, c]
-        slot = np.where(m <= p.K1, m - 1, np.floor(s.rng.random(m.size) * m).astype(np.int64))
+        counts = kept.reshape(-1, s.block).sum(axis=1)  # kept rows per block, in row order
+        slot = np.where(m <= p.K1, m - 1, np.floor(s.draw(counts) * m).astype(np.int64))
         keep = slot < p.K1
         s.sample[r[keep], c[keep], slot[keep]] = t[keep]
 
@@ -153,7 +179,7 @@ class DeepPrune(PrefixPolicy):
             return out
         largest = s.size.argmax(axis=1)  # (R,) first maximum: the earliest-opened wins ties
         singletons = s.size.max(axis=1) <= 1
-        noise = s.rng.random((R, N))  # random choice among candidates
+        noise = s.draw(None, (s.block, N))  # random choice among candidates
         candidates = np.where(singletons[:, None], s.assign >= 0, s.assign == largest[:, None])
         budget = np.where(singletons, p.K3, p.K2)
         ranked = np.argsort(np.where(candidates, noise, np.inf), axis=1)
@@ -177,3 +203,12 @@ class DeepPrune(PrefixPolicy):
     def clusters(self, s: ClusterState) -> np.ndarray:
         """(R, N) cluster of each trace (-2 dropped, -1 not seen): for reports and the live runner."""
         return s.assign.copy()
+
+
+def _track(bounds: list, best_sim: np.ndarray, join: np.ndarray) -> None:
+    """Narrow [highest similarity not joined, lowest joined]: the taus that decide alike."""
+    seen = np.isfinite(best_sim)  # -inf: no cluster yet, a new one opens at any tau
+    if (seen & ~join).any():
+        bounds[0] = max(bounds[0], float(best_sim[seen & ~join].max()))
+    if join.any():
+        bounds[1] = min(bounds[1], float(best_sim[join].min()))

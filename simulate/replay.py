@@ -21,9 +21,11 @@ from dp.answers import arrival_ranks, majority_rows
 from dp.errors import DPError
 from dp.seeds import rng as make_rng
 from dp.simulate.context import ProblemContext
+from dp.simulate.deepprune import DeepPrune
 from dp.simulate.matched import CONTROLS, controls
 from dp.simulate.policy import PrefixPolicy
 from dp.simulate.scores import PairScores
+from dp.simulate.tau_sweep import plan_taus
 
 ORDER_KINDS = ("random", "prefix-length", "live")
 
@@ -104,52 +106,99 @@ def replay(policy, contexts: list[ProblemContext], orders: int = 50, order_kind:
     Policies with `matched_controls = True` (DeepPrune) are paired with the controls of
     `dp.simulate.matched` on the same orders.
     """
+    return replay_taus([policy], contexts, orders, order_kind, seed, judge_contexts)[0]
+
+
+def replay_taus(policies: list, contexts: list[ProblemContext], orders: int = 50, order_kind: str = "random",
+                seed: int = 0, judge_contexts: list[ProblemContext] | None = None) -> list[PolicyResult]:
+    """`replay` of each of `policies`, DeepPrune objects with one name that differ only in tau,
+    sharing one pass per problem (`dp.simulate.tau_sweep`); the results are those of `replay`."""
+    first = policies[0]
+    if len(policies) > 1 and not all(_same_but_tau(first, p) for p in policies):
+        raise DPError("replay_taus: the policies must differ only in tau")
     ctxs = judge_contexts or contexts
-    is_prefix = isinstance(policy, PrefixPolicy)
+    is_prefix = isinstance(first, PrefixPolicy)
     kind = order_kind if is_prefix else "random"
-    paired = bool(getattr(policy, "matched_controls", False))
-    outs: dict[str, list[_Outcome]] = {"policy": [], **({c: [] for c in CONTROLS} if paired else {})}
-    pair_rows, per_problem = [], []
-    full = 0
+    paired = bool(getattr(first, "matched_controls", False))
+    tallies = [_Tally(paired) for _ in policies]
     for ctx in ctxs:
-        if getattr(policy, "needs_judge", False) and ctx.scores is None:
-            raise DPError(f"policy '{policy.name}' needs a judge")
+        if getattr(first, "needs_judge", False) and ctx.scores is None:
+            raise DPError(f"policy '{first.name}' needs a judge")
         ords = make_orders(ctx, orders, kind, seed)
         ranks = arrival_ranks(ords)
-        plan = policy.plan(ctx, ords, make_rng(seed, policy.name, ctx.problem_id))
-        out = _score(ctx, plan, ranks)
-        outs["policy"].append(out)
-        if paired:
-            ctl = controls(ctx.lengths, ctx.decision, plan.voters,
-                           make_rng(seed, "matched", policy.name, ctx.problem_id), policy.accounting)
-            for name, cplan in ctl.items():
-                outs[name].append(_score(ctx, cplan, ranks))
+        if len(policies) == 1:
+            plans = [first.plan(ctx, ords, make_rng(seed, first.name, ctx.problem_id))]
+        else:
+            plans = plan_taus(first, ctx, ords, lambda c=ctx: make_rng(seed, first.name, c.problem_id),
+                              [p.params.tau for p in policies])
+        seen: dict[int, dict] = {}  # a plan shared by several taus is scored once
+        for tally, plan in zip(tallies, plans, strict=True):
+            if id(plan) not in seen:
+                seen[id(plan)] = _outcomes(first, ctx, plan, ranks, seed, paired)
+            tally.add(ctx, plan, seen[id(plan)])
+    prefix_share = None
+    if is_prefix and getattr(first, "uses_prefixes", True):
+        lengths = sum(int(c.lengths.sum()) for c in ctxs)
+        prefix_share = float(sum(int(c.decision.sum()) for c in ctxs) / lengths) if lengths else None
+    return [t.result(p, kind, seed, len(ctxs), prefix_share) for t, p in zip(tallies, policies, strict=True)]
+
+
+def _same_but_tau(a, b) -> bool:
+    pa, pb = getattr(a, "params", None), getattr(b, "params", None)
+    return (isinstance(a, DeepPrune) and type(a) is type(b) and a.name == b.name
+            and dataclasses.replace(pa, tau=0.0) == dataclasses.replace(pb, tau=0.0))
+
+
+def _outcomes(policy, ctx: ProblemContext, plan, ranks: np.ndarray, seed: int, paired: bool) -> dict:
+    """The plan and (if paired) its matched controls scored on one problem."""
+    outs = {"policy": _score(ctx, plan, ranks)}
+    if paired:
+        ctl = controls(ctx.lengths, ctx.decision, plan.voters,
+                       make_rng(seed, "matched", policy.name, ctx.problem_id), policy.accounting)
+        for name, cplan in ctl.items():
+            outs[name] = _score(ctx, cplan, ranks)
+    return outs
+
+
+class _Tally:
+    """One policy's outcomes over problems, summed into a PolicyResult at the end."""
+
+    def __init__(self, paired: bool):
+        self.paired = paired
+        self.outs: dict[str, list[_Outcome]] = {"policy": [], **({c: [] for c in CONTROLS} if paired else {})}
+        self.pair_rows: list[np.ndarray] = []
+        self.per_problem: list[dict] = []
+        self.full = 0
+
+    def add(self, ctx: ProblemContext, plan, outs: dict) -> None:
+        out = outs["policy"]
+        for name in self.outs:
+            self.outs[name].append(outs[name])
         pairs = plan.judge_pairs if plan.judge_pairs is not None else np.zeros(len(out.tokens))
-        pair_rows.append(pairs)
-        full += int(ctx.lengths.sum())
-        per_problem.append({
+        self.pair_rows.append(pairs)
+        self.full += int(ctx.lengths.sum())
+        self.per_problem.append({
             "problem_id": ctx.problem_id, "tokens": float(out.tokens.mean()), "full_tokens": int(ctx.lengths.sum()),
             "accuracy": float(out.accuracy.mean()), "pass_rate": float(out.passed.mean()),
             "judge_pairs": float(np.mean(pairs)),
-            **({f"{c}_accuracy": float(outs[c][-1].accuracy.mean()) for c in CONTROLS} if paired else {}),
+            **({f"{c}_accuracy": float(outs[c].accuracy.mean()) for c in CONTROLS} if self.paired else {}),
         })
-    acc, tok, passed = _totals(outs["policy"])
-    pairs = np.stack(pair_rows, axis=1).sum(axis=1).astype(float)
-    prefix_share = None
-    if is_prefix and getattr(policy, "uses_prefixes", True):
-        lengths = sum(int(c.lengths.sum()) for c in ctxs)
-        prefix_share = float(sum(int(c.decision.sum()) for c in ctxs) / lengths) if lengths else None
-    return PolicyResult(
-        policy=policy.name, params=dict(getattr(policy, "params_dict", {})),
-        tokens=float(tok.mean()), tokens_std=float(tok.std()), full_tokens=float(full),
-        token_reduction=float(1.0 - tok.mean() / full) if full else 0.0,
-        accuracy=float(acc.mean()), accuracy_std=float(acc.std()),
-        pass_rate=float(passed), judge_pairs=float(pairs.mean()),
-        orders=int(acc.shape[0]), order_kind=kind, seed=seed, problems=len(ctxs),
-        prefix_share=prefix_share,
-        controls=_paired(outs, acc, tok, full) if paired else {},
-        per_problem=per_problem,
-    )
+
+    def result(self, policy, kind: str, seed: int, problems: int, prefix_share) -> PolicyResult:
+        acc, tok, passed = _totals(self.outs["policy"])
+        pairs = np.stack(self.pair_rows, axis=1).sum(axis=1).astype(float)
+        full = self.full
+        return PolicyResult(
+            policy=policy.name, params=dict(getattr(policy, "params_dict", {})),
+            tokens=float(tok.mean()), tokens_std=float(tok.std()), full_tokens=float(full),
+            token_reduction=float(1.0 - tok.mean() / full) if full else 0.0,
+            accuracy=float(acc.mean()), accuracy_std=float(acc.std()),
+            pass_rate=float(passed), judge_pairs=float(pairs.mean()),
+            orders=int(acc.shape[0]), order_kind=kind, seed=seed, problems=problems,
+            prefix_share=prefix_share,
+            controls=_paired(self.outs, acc, tok, full) if self.paired else {},
+            per_problem=self.per_problem,
+        )
 
 
 def _totals(outs: list[_Outcome]) -> tuple[np.ndarray, np.ndarray, float]:

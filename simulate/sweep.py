@@ -9,6 +9,8 @@ reads them.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import itertools
 import json
 from dataclasses import dataclass
@@ -23,8 +25,9 @@ from dp.judge.insample import in_sample, message
 from dp.judge.truncation import TruncationRule
 from dp.provenance import stamp
 from dp.simulate.context import build_contexts
+from dp.simulate.deepprune import DeepPrune
 from dp.simulate.registry import POLICIES, make_policy, setting_names
-from dp.simulate.replay import PolicyResult, replay, with_judge
+from dp.simulate.replay import PolicyResult, replay_taus, with_judge
 
 CROSSFIT_PAIRS = 20  # training pairs per problem for each cross-fitted judge (a seeded sample)
 INT_PARAMS = {"K", "K1", "K2", "K3", "keep", "window", "conf_window", "warmup", "wave", "every"}
@@ -90,6 +93,36 @@ def _validate(s: SimSettings, grid_axes: list[tuple[str, list]]) -> None:
         raise DPError(f"orders must be >= 1, got {s.orders}")
 
 
+_MEMO: dict | None = None  # contexts shared by the `simulate` calls inside `reuse_contexts()`
+ANY_PREFIXES = "any judge"  # a call that needs prefixes but no judge of its own (oracle overrides)
+
+
+@contextlib.contextmanager
+def reuse_contexts():
+    """Inside this block, `simulate` calls on the same cache, run, rule and limit share one set of
+    problem contexts (decision points, prefixes, judge scores, confidences) where the judge and
+    the confidences they need agree, instead of reading them again. For callers that make
+    several calls in a row (`dp figures`); the traces must not change inside the block."""
+    global _MEMO
+    outer, _MEMO = _MEMO, ({} if _MEMO is None else _MEMO)
+    try:
+        yield
+    finally:
+        _MEMO = outer
+
+
+def _reused(cache: Cache, s: SimSettings, rule, judge_key, needs_conf: bool):
+    """Contexts an earlier call in `reuse_contexts()` built that serve this call, else None."""
+    if _MEMO is None:
+        return None
+    hit = _MEMO.get((str(cache.path), s.run, str(rule), s.limit))
+    if hit is None:
+        return None
+    contexts, key, conf = hit
+    fits = judge_key is None or key == judge_key or (judge_key == ANY_PREFIXES and key is not None)
+    return contexts if fits and (conf or not needs_conf) else None
+
+
 def simulate(cache: Cache, s: SimSettings, store: bool = True) -> list[PolicyResult]:
     """Replay every policy (at every grid point) on run `s.run`; store the points if asked."""
     cache.run_info(s.run)  # an unknown run fails first, with the runs that exist
@@ -109,22 +142,45 @@ def simulate(cache: Cache, s: SimSettings, store: bool = True) -> list[PolicyRes
         questions = [p.question for p in cache.problems(s.run)]
         judge_info = {"judge": judge.name, "judge_in_sample": in_sample(judge, s.run, questions)}
     any_judge = judge or (load_judge("oracle") if any(p.judge_override for p in probes) else None)
-    contexts = build_contexts(cache, s.run, rule, any_judge, confidence=needs_conf, limit=s.limit)
+    if judge is not None:
+        judge_key = ("crossfit", s.judge, s.crossfit, s.seed) if s.crossfit else judge.name
+    else:  # only judge overrides (the oracle): any contexts with prefixes serve
+        judge_key = None if any_judge is None else ANY_PREFIXES
+    contexts = _reused(cache, s, rule, judge_key, needs_conf)
+    if contexts is None:
+        contexts = build_contexts(cache, s.run, rule, any_judge, confidence=needs_conf, limit=s.limit)
+        if _MEMO is not None:
+            key = (str(cache.path), s.run, str(rule), s.limit)
+            old = _MEMO.get(key)
+            if judge_key in (None, ANY_PREFIXES) and old is not None and old[1] is not None:  # keep its scores
+                contexts = [dataclasses.replace(c, scores=o.scores) for c, o in zip(contexts, old[0], strict=True)]
+                judge_key = old[1]
+            _MEMO[key] = (contexts, any_judge.name if judge_key == ANY_PREFIXES else judge_key, needs_conf)
     overrides = {}
     for p in probes:
         if p.judge_override and p.judge_override not in overrides:
             overrides[p.judge_override] = with_judge(contexts, load_judge(p.judge_override, seed=s.seed), rule, cache)
+    for ctxs in (contexts, *overrides.values()):
+        for c in ctxs:  # cheap judges score the whole matrix in one call (dp.simulate.scores)
+            if c.scores is not None and hasattr(c.scores.judge, "score_matrix"):
+                c.scores.fill_all()
     accounting = base.get("accounting", "paper")
-    results = []
     names = [n for n, _ in grid_axes]
+    jobs = []  # (policy) in the order points are reported
     for values in itertools.product(*[v for _, v in grid_axes]) if grid_axes else [()]:
         point = {**base, **dict(zip(names, values, strict=True))}
         for name in s.policies:
             policy = make_policy(name, **point)
-            if grid_axes and values and not _uses_any(policy, names) and _seen(results, name):
+            if grid_axes and values and not _uses_any(policy, names) and any(j.name == name for j in jobs):
                 continue  # a policy the swept parameter does not touch runs once
-            res = replay(policy, contexts, orders=s.orders, order_kind=s.order_kind, seed=s.seed,
-                         judge_contexts=overrides.get(policy.judge_override))
+            jobs.append(policy)
+    results: list[PolicyResult | None] = [None] * len(jobs)
+    for group in _tau_groups(jobs):  # DeepPrune points differing only in tau share one pass
+        policies = [jobs[i] for i in group]
+        first = policies[0]
+        out = replay_taus(policies, contexts, orders=s.orders, order_kind=s.order_kind, seed=s.seed,
+                          judge_contexts=overrides.get(first.judge_override))
+        for i, res, policy in zip(group, out, policies, strict=True):
             res.params.setdefault("accounting", accounting)
             if policy.needs_judge:
                 info = ({"judge": policy.judge_override, "judge_in_sample": False} if policy.judge_override
@@ -132,7 +188,7 @@ def simulate(cache: Cache, s: SimSettings, store: bool = True) -> list[PolicyRes
                 res.params.update(truncate=str(rule), judge_arg=policy.judge_override or s.judge, **info)
                 res.judge_in_sample = bool(info.get("judge_in_sample"))
             res.warnings += _warnings(res, contexts, rule)
-            results.append(res)
+            results[i] = res
     if store and cache.write:
         store_points(cache, s.run, results)
     return results
@@ -155,12 +211,17 @@ def _warnings(res: PolicyResult, contexts, rule) -> list[str]:
     return out
 
 
+def _tau_groups(jobs: list) -> list[list[int]]:
+    """Indices of jobs grouped so each group is one `replay_taus` call (singletons otherwise)."""
+    groups: dict = {}
+    for i, p in enumerate(jobs):
+        key = (p.name, dataclasses.replace(p.params, tau=0.0)) if isinstance(p, DeepPrune) else ("", i)
+        groups.setdefault(key, []).append(i)
+    return list(groups.values())
+
+
 def _uses_any(policy, names) -> bool:
     return any(n in getattr(policy, "params_dict", {}) for n in names)
-
-
-def _seen(results, name) -> bool:
-    return any(r.policy == name for r in results)
 
 
 def store_points(cache: Cache, run: str, results: list[PolicyResult]) -> None:
