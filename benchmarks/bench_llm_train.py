@@ -1,6 +1,6 @@
 """Seconds per optimiser step of the llm judge's fine-tune, by what is trained (run by hand, under the lock).
 
-    flock /tmp/dp-heavy.lock .venv/bin/python benchmarks/bench_llm_train.py --cache out/judges.duckdb \
+    flock /tmp/dp-heavy.lock .venv/bin/python benchmarks/bench_llm_train.py --cache out/loro.duckdb \
         --out results/bench_llm_train.json
 
 Pairs: the real pooled training mix of the leave-one-run-out protocol (`esc` tokens:30,
