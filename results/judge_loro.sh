@@ -22,22 +22,22 @@ rules_for() { # the rules of the training runs of fold $1
     case " ${TRAIN[$1]} " in *" --run ${r%%=*} "*) echo -n "--truncate $r ";; esac; done; }
 # the llm recipe: top 4 decoder layers of SmolLM2-135M fp32, focal loss (gamma 2), oversampling 2,
 # batch 8 x 2 accumulated, prefixes cut to their last 96 tokens, validation on 10% of the problems
-LLM_SET="--set train_layers=4 --set lr=1e-4 --set batch_size=8 --set grad_accum=2 --set max_trace_tokens=96
-         --set focal_gamma=2 --set val_share=0.1 --set val_pairs=128 --set eval_every=10 --set patience=3
-         --set checkpoint_every=10 --set symmetric=false --set max_train_pairs=4000 --set score_batch_size=16"
+LLM_SET="--set train_layers=4 --set lr=2e-4 --set batch_size=8 --set grad_accum=2 --set max_trace_tokens=96
+         --set focal_gamma=2 --set val_share=0.1 --set val_pairs=128 --set eval_every=15 --set patience=3
+         --set checkpoint_every=15 --set symmetric=false --set max_train_pairs=4000 --set score_batch_size=16"
 
 for step in $steps; do case $step in
 cache)  # esc + qwen (the shared files), arith20-n128 and default (SmolLM2 runs) in one file
   [ -f $C ] || $DP cache merge out/real.duckdb out/large.duckdb out/default.duckdb --out $C
   ;;
 fast)  # features, lm-embed and the cross-encoder, one per fold
-  for h in arith esc qwen; do
+  for h in arith esc qwen; do  # (the cross-encoder on fewer pairs: train_auroc scores all of them)
     $DP judge train --cache $C ${TRAIN[$h]} $(rules_for $h) --judge features --max-pairs 20 \
         --out out/loro/$h/features --json > out/loro_train_features_$h.json
     $L $DP judge train --cache $C ${TRAIN[$h]} $(rules_for $h) --judge lm-embed --max-pairs 20 \
         --set max_train_pairs=4000 --set max_trace_tokens=96 --out out/loro/$h/lm-embed --json \
         > out/loro_train_lm-embed_$h.json
-    $L $DP judge train --cache $C ${TRAIN[$h]} $(rules_for $h) --judge cross-encoder --max-pairs 20 \
+    $L $DP judge train --cache $C ${TRAIN[$h]} $(rules_for $h) --judge cross-encoder --max-pairs 4 \
         --steps 150 --set max_length=192 --out out/loro/$h/cross-encoder --json \
         > out/loro_train_cross-encoder_$h.json
   done
@@ -46,12 +46,12 @@ llm)  # FOLDS="arith esc qwen" by default; EXTRA= more --set (e.g. LoRA), NAME= 
   for h in ${FOLDS:-arith esc qwen}; do
     out=out/loro/$h/${NAME:-llm}
     until [ -f $out/judge.json ]; do
-      $L $DP judge train --cache $C ${TRAIN[$h]} $(rules_for $h) --judge llm --max-pairs 20 --steps 150 \
+      $L $DP judge train --cache $C ${TRAIN[$h]} $(rules_for $h) --judge llm --max-pairs 20 --steps 80 \
           $LLM_SET ${EXTRA:-} --out $out --resume --time-limit ${CHUNK:-420} --json >> out/loro_train_${NAME:-llm}_$h.jsonl
     done
   done
   ;;
-eval)  # every judge on the held-out run of each fold, 500 pairs per rule, seed 0
+eval)  # every judge on the held-out run of each fold, 300 pairs per rule, seed 0
   mkdir -p out/loro/zero-shot
   echo '{"type": "llm", "settings": {"max_trace_tokens": 96, "symmetric": false, "score_batch_size": 16}}' \
     > out/loro/zero-shot/judge.json
@@ -59,7 +59,7 @@ eval)  # every judge on the held-out run of each fold, 500 pairs per rule, seed 
       --judge 'fine-tuned LM=out/loro/{heldout}/llm' --judge 'zero-shot LM=out/loro/zero-shot' \
       --judge 'LM embeddings=out/loro/{heldout}/lm-embed' --judge 'cross-encoder=out/loro/{heldout}/cross-encoder' \
       --judge 'MiniLM cosine=embedding' --judge 'features=out/loro/{heldout}/features' --judge jaccard \
-      --judge random --judge oracle --max-pairs 500 --seed 0 --out results/judge_loro --json \
+      --judge random --judge oracle --max-pairs 300 --seed 0 --out results/judge_loro --json \
       > out/loro_eval.json
   ;;
 esac; done
