@@ -169,16 +169,20 @@ def eval_cmd(cache_path, run, judge, truncate, max_pairs, seed, crossfit, oversa
               help="Judge name or directory (repeatable); {heldout} in SPEC is the held-out group's name.")
 @click.option("--max-pairs", type=click.IntRange(min=2), default=300, show_default=True,
               help="Pairs per run and rule (a seeded sample spread over the problems).")
+@click.option("--skip-missing", is_flag=True,
+              help="Leave out a {heldout} judge not trained for a group instead of failing.")
 @seed_option
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Folder for judge_loro.json and the ROC figures (`dp figures --out` there picks them up).")
 @json_option
-def loro_cmd(cache_path, groups, truncate, judges, max_pairs, seed, out, as_json):
+def loro_cmd(cache_path, groups, truncate, judges, max_pairs, skip_missing, seed, out, as_json):
     """Leave-one-run-out: every judge on runs whose model and task its training never saw."""
     from dp.figures.loro import write_loro
     from dp.judge.loro import run_loro
 
-    result = run_loro(cache_path, list(groups), list(truncate), list(judges), max_pairs, seed)
+    result = run_loro(cache_path, list(groups), list(truncate), list(judges), max_pairs, seed, skip_missing)
+    for m in result["missing"]:
+        click.echo(f"warning: not trained for every group, left out there: {m}", err=True)
     figures = write_loro(result, out)
     result["files"] = [f for fig in figures for f in fig.files]
     if as_json:

@@ -72,8 +72,11 @@ def _roc(scores, labels) -> dict:
 
 
 def leave_one_run_out(cache: Cache, groups: dict[str, list[str]], rules: list[str], judges: list[tuple[str, str]],
-                      max_pairs: int = 300, seed: int = 0) -> dict:
-    """Rows (group, run, rule, judge, AUROC, TNR at FNR 0.2, seconds per 1,000 pairs) and ROC curves."""
+                      max_pairs: int = 300, seed: int = 0, skip_missing: bool = False) -> dict:
+    """Rows (group, run, rule, judge, AUROC, TNR at FNR 0.2, seconds per 1,000 pairs) and ROC curves.
+
+    `skip_missing`: a `{heldout}` judge not trained for a group is left out of that group
+    (listed under `missing`) instead of being an error."""
     from dp.figures.judged import both_labels, sample_pairs
     from dp.judge.insample import in_sample
 
@@ -82,7 +85,7 @@ def leave_one_run_out(cache: Cache, groups: dict[str, list[str]], rules: list[st
             cache.run_info(r)  # unknown run: one-line error
     evaluated = {name: runs[0] for name, runs in groups.items()}
     rule_of = run_rules(rules, list(evaluated.values()))
-    rows, curves = [], {}
+    rows, curves, missing = [], {}, []
     for group, run in evaluated.items():
         questions = [p.question for p in cache.problems(run)]
         for _, rule in (x for x in rule_of if x[0] == run):
@@ -93,6 +96,9 @@ def leave_one_run_out(cache: Cache, groups: dict[str, list[str]], rules: list[st
             for label, spec in judges:
                 target = spec.replace("{heldout}", group)
                 if "{heldout}" in spec and not Path(target).exists():
+                    if skip_missing:
+                        missing += [] if f"{label} ({target})" in missing else [f"{label} ({target})"]
+                        continue
                     raise DPError(f"judge '{label}': no trained judge at {target} (train it on the runs "
                                   f"of every group but '{group}')")
                 judge = load_judge(target, seed=seed)
@@ -111,16 +117,17 @@ def leave_one_run_out(cache: Cache, groups: dict[str, list[str]], rules: list[st
                     "seconds_per_1000_pairs": round(1000 * seconds / computed, 3) if computed else None,
                 })
                 panel[label] = {"auroc": rows[-1]["auroc"], **_roc(scores, pairs.labels)}
-    return {"rows": rows, "curves": curves, "groups": groups,
+    return {"rows": rows, "curves": curves, "groups": groups, "missing": missing,
             "settings": {"truncate": list(rules), "judges": [f"{a}={b}" for a, b in judges],
                          "max_pairs_per_rule": max_pairs, "seed": seed, "cache": str(cache.path)},
             **stamp()}
 
 
 def run_loro(cache_path: str | Path, groups: list[str], rules: list[str], judges: list[str],
-             max_pairs: int = 300, seed: int = 0) -> dict:
+             max_pairs: int = 300, seed: int = 0, skip_missing: bool = False) -> dict:
     """`dp judge loro`: parse the group and judge specs, open the cache (scores are stored), evaluate."""
     from dp.judge.train import _open
 
     with _open(cache_path, write=True) as cache:
-        return leave_one_run_out(cache, parse_groups(groups), rules, parse_judges(judges), max_pairs, seed)
+        return leave_one_run_out(cache, parse_groups(groups), rules, parse_judges(judges), max_pairs, seed,
+                                 skip_missing)

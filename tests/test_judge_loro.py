@@ -80,3 +80,8 @@ def test_loro_refuses_a_judge_that_saw_the_held_out_run(cache_path, folds, tmp_p
     r = run("judge", "loro", "--cache", cache_path, "--group", "a", "--group", "b", "--truncate", "tokens:20",
             "--judge", f"{tmp_path}/{{heldout}}/none", "--out", tmp_path / "o")
     assert r.exit_code != 0 and "no trained judge at" in r.output
+    r = run("judge", "loro", "--cache", cache_path, "--group", "a", "--group", "b", "--truncate", "tokens:20",
+            "--judge", f"{tmp_path}/{{heldout}}/none", "--judge", "jaccard", "--skip-missing", "--out", tmp_path / "o",
+            "--json")
+    assert r.exit_code == 0 and {x["judge"] for x in json.loads(r.stdout)["rows"]} == {"jaccard"}
+    assert "left out there" in r.stderr
