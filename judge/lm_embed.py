@@ -42,6 +42,7 @@ class LMEmbedSettings:
     batch_size: int = 16  # prefixes per forward pass
     C: float = 0.1  # inverse L2 strength of the logistic regression (> 0)
     max_train_pairs: int | None = 20000  # seeded sample of the training pairs; None = all
+    max_metric_pairs: int = 2000  # train_judge scores at most this many training pairs for train_auroc
     device: str | None = None  # torch device; None = cuda when available
 
     def __post_init__(self) -> None:
@@ -207,6 +208,8 @@ def train_lm_embed(pairs, s: LMEmbedSettings, seed: int = 0, meta: dict | None =
 
 def trainer(pairs, out: Path, seed: int, meta: dict, **settings) -> LMEmbedJudge:
     """`dp.judge.train.TRAINERS` entry: settings are LMEmbedSettings fields (`--set k=v`)."""
-    judge = train_lm_embed(pairs, settings_from(LMEmbedSettings, settings), seed, meta)
+    s = settings_from(LMEmbedSettings, settings)
+    judge = train_lm_embed(pairs, s, seed, meta)
+    judge.train_settings = s  # train_judge reads max_metric_pairs
     judge.save(out)
     return judge

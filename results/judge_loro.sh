@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DP=.venv/bin/dp
 C=out/loro.duckdb             # every run dp has here, in one cache
-L="flock /tmp/dp-heavy.lock"
+L=${L-flock /tmp/dp-heavy.lock}  # L= when the caller already holds the lock
 export OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=2
 steps=${*:-"cache fast llm eval simulate"}
 # held-out group -> the runs it trains on (every other group); arith = arith20-n128 + default
@@ -38,7 +38,7 @@ fast)  # features, lm-embed and the cross-encoder, one per fold
         --set max_train_pairs=4000 --set max_trace_tokens=96 --out out/loro/$h/lm-embed --json \
         > out/loro_train_lm-embed_$h.json
     $L $DP judge train --cache $C ${TRAIN[$h]} $(rules_for $h) --judge cross-encoder --max-pairs 4 \
-        --steps 150 --set max_length=192 --out out/loro/$h/cross-encoder --json \
+        --steps ${CE_STEPS:-150} --set max_length=192 --out out/loro/$h/cross-encoder --json \
         > out/loro_train_cross-encoder_$h.json
   done
   ;;
@@ -46,7 +46,7 @@ llm)  # FOLDS="arith esc qwen" by default; EXTRA= more --set (e.g. LoRA), NAME= 
   for h in ${FOLDS:-arith esc qwen}; do
     out=out/loro/$h/${NAME:-llm}
     until [ -f $out/judge.json ]; do
-      $L $DP judge train --cache $C ${TRAIN[$h]} $(rules_for $h) --judge llm --max-pairs 20 --steps 80 \
+      $L $DP judge train --cache $C ${TRAIN[$h]} $(rules_for $h) --judge llm --max-pairs 20 --steps ${LLM_STEPS:-80} \
           $LLM_SET ${EXTRA:-} --out $out --resume --time-limit ${CHUNK:-420} --json >> out/loro_train_${NAME:-llm}_$h.jsonl
     done
   done
@@ -59,7 +59,21 @@ eval)  # every judge on the held-out run of each fold, 300 pairs per rule, seed 
       --judge 'fine-tuned LM=out/loro/{heldout}/llm' --judge 'zero-shot LM=out/loro/zero-shot' \
       --judge 'LM embeddings=out/loro/{heldout}/lm-embed' --judge 'cross-encoder=out/loro/{heldout}/cross-encoder' \
       --judge 'MiniLM cosine=embedding' --judge 'features=out/loro/{heldout}/features' --judge jaccard \
-      --judge random --judge oracle --max-pairs 300 --seed 0 --out results/judge_loro --json \
+      --judge random --judge oracle --max-pairs 300 --seed 0 ${EVAL_EXTRA:-} --out results/judge_loro --json \
       > out/loro_eval.json
+  ;;
+simulate)  # DeepPrune (tau 0.5, 20 orders, paper accounting) with each fold's judge on its held-out run,
+  # every row paired with the count- and token-matched random controls (jaccard and features: no model;
+  # the model judges were not simulated in this session, see README)
+  for spec in "arith arith20-n128 tokens:8 20" "esc esc tokens:30 20" "qwen qwen tokens:100 4"; do
+    set -- $spec
+    for j in jaccard out/loro/$1/features; do
+      $DP simulate --cache $C --run $2 --truncate $3 --K2 $4 --judge $j --policy deepprune \
+          --policy deepprune-oracle --policy cons --orders 20 --seed 0 --no-store --json \
+        | .venv/bin/python -c "import json,sys; print(json.dumps({'heldout': '$1', 'judge': '$j', 'rows': json.load(sys.stdin)}))"
+    done
+  done > out/loro_simulate_cheap.jsonl
+  .venv/bin/python -c "import json; print(json.dumps([json.loads(l) for l in open('out/loro_simulate_cheap.jsonl')], indent=1))" \
+    > results/judge_loro/simulate.json
   ;;
 esac; done
