@@ -84,7 +84,8 @@ def leave_one_run_out(cache: Cache, groups: dict[str, list[str]], rules: list[st
         for r in runs:
             cache.run_info(r)  # unknown run: one-line error
     evaluated = {name: runs[0] for name, runs in groups.items()}
-    rule_of = run_rules(rules, list(evaluated.values()))
+    members = [r for runs in groups.values() for r in runs]  # RUN=RULE may name any group member
+    rule_of = [x for x in run_rules(rules, members) if x[0] in evaluated.values()]
     rows, curves, missing = [], {}, []
     for group, run in evaluated.items():
         questions = [p.question for p in cache.problems(run)]
