@@ -89,7 +89,8 @@ def pairs_cmd(cache_path, run, truncate, max_pairs, seed, oversample, out, as_js
 @click.option("--judge", "judge_type", default="features", show_default=True,
               help="Judge type to train (see dp.judge.train.TRAINERS).")
 @click.option("--truncate", "truncate", multiple=True, default=("words:25",), show_default=True,
-              help="Prefix rule tokens:K or words:K; repeat to pool pairs under several rules.")
+              help="Prefix rule tokens:K or words:K; repeat to pool pairs under several rules; "
+                   "RUN=RULE applies to that run only.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory for judge.json.")
 @seed_option
 @oversample_option(default=2)
@@ -99,20 +100,30 @@ def pairs_cmd(cache_path, run, truncate, max_pairs, seed, oversample, out, as_js
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="A trainer setting, e.g. --set focal_gamma=2 --set model=DIR (repeatable; "
                    "values parse as JSON where they can).")
+@click.option("--resume", is_flag=True,
+              help="Continue the training checkpointed in OUT/checkpoint (llm; starts fresh when there is none).")
+@click.option("--time-limit", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="Stop at the first checkpoint past this many seconds of training; --resume goes on (llm).")
 @json_option
-def train_cmd(cache_path, runs, judge_type, truncate, out, seed, oversample, max_pairs, steps, sets, as_json):
-    """Train a judge on the pairs of one or more runs; writes OUT/judge.json."""
+def train_cmd(cache_path, runs, judge_type, truncate, out, seed, oversample, max_pairs, steps, sets, resume,
+              time_limit, as_json):
+    """Train a judge on the pairs of one or more runs; writes OUT/judge.json.
+
+    With --time-limit the llm judge trains in chunks: a chunk that stops early prints
+    complete = false and leaves OUT/checkpoint; the same command with --resume continues.
+    """
     from dp.judge.train import train_judge
 
     settings = _settings(sets)
     if steps is not None:
         settings["steps"] = steps
-    summary = train_judge(cache_path, runs, judge_type, truncate, out, seed, oversample, max_pairs, settings)
+    summary = train_judge(cache_path, runs, judge_type, truncate, out, seed, oversample, max_pairs, settings,
+                          resume=resume, time_limit=time_limit)
     if as_json:
         emit_json(summary)
     else:
-        _rows(summary, ["judge", "out", "runs", "truncate", "pairs", "positive_rate", "train_auroc",
-                        "train_tnr_at_fnr_0_2"])
+        _rows(summary, ["judge", "out", "runs", "truncate", "pairs", "positive_rate", "complete", "step",
+                        "best_val_auroc", "train_auroc", "train_tnr_at_fnr_0_2"])
 
 
 @judge_group.command("eval")
@@ -145,6 +156,40 @@ def eval_cmd(cache_path, run, judge, truncate, max_pairs, seed, crossfit, oversa
     else:
         _rows(result, ["judge", "run", "truncate", "pairs", "positive_rate", "auroc", "tnr_at_fnr_0_2",
                        "judge_in_sample", "crossfit", "scores_cached", "scores_computed"])
+
+
+@judge_group.command("loro")
+@cache_option
+@click.option("--group", "groups", multiple=True, required=True, metavar="NAME[=RUN,...]",
+              help="A held-out group: a run, or NAME=RUN,RUN for runs of one model and task (repeat; "
+                   "the first run of a group is evaluated).")
+@click.option("--truncate", "truncate", multiple=True, required=True,
+              help="Prefix rule (repeatable); RUN=RULE applies to that run only.")
+@click.option("--judge", "judges", multiple=True, required=True, metavar="[LABEL=]SPEC",
+              help="Judge name or directory (repeatable); {heldout} in SPEC is the held-out group's name.")
+@click.option("--max-pairs", type=click.IntRange(min=2), default=300, show_default=True,
+              help="Pairs per run and rule (a seeded sample spread over the problems).")
+@click.option("--skip-missing", is_flag=True,
+              help="Leave out a {heldout} judge not trained for a group instead of failing.")
+@seed_option
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Folder for judge_loro.json and the ROC figures (`dp figures --out` there picks them up).")
+@json_option
+def loro_cmd(cache_path, groups, truncate, judges, max_pairs, skip_missing, seed, out, as_json):
+    """Leave-one-run-out: every judge on runs whose model and task its training never saw."""
+    from dp.figures.loro import write_loro
+    from dp.judge.loro import run_loro
+
+    result = run_loro(cache_path, list(groups), list(truncate), list(judges), max_pairs, seed, skip_missing)
+    for m in result["missing"]:
+        click.echo(f"warning: not trained for every group, left out there: {m}", err=True)
+    figures = write_loro(result, out)
+    result["files"] = [f for fig in figures for f in fig.files]
+    if as_json:
+        emit_json(result)
+    else:
+        print_table(result["rows"], ["heldout", "truncate", "judge", "pairs", "auroc", "tnr_at_fnr_0_2",
+                                     "seconds_per_1000_pairs"])
 
 
 COMMANDS = [judge_group]

@@ -4,7 +4,8 @@ writes report.md and figures.json.
 Picks the runs (figures 1-6: the given or all non-live runs with traces; figure 7:
 the live runs among them), resolves the judges (`dp.figures.settings`), then calls
 one function per figure module in order - redundancy, ROC, truncation ablation,
-threshold ablation, main table, Pareto, live - sharing one `PointStore`, so every
+threshold ablation, main table, Pareto, live (then the leave-one-run-out ROC figures when
+`dp judge loro` stored judge_loro.json in the output folder) - sharing one `PointStore`, so every
 simulator number is read from or stored in `sim_points`. A figure whose data is
 missing comes back skipped with its reason; a DPError (or a missing optional
 dependency) inside one figure skips that figure with the error, and the others are
@@ -19,6 +20,7 @@ from dp.cache.store import Cache
 from dp.errors import DPError
 from dp.figures.common import FigureResult
 from dp.figures.live import live_figure, live_runs
+from dp.figures.loro import stored_loro_figures
 from dp.figures.main_table import main_table_figure
 from dp.figures.pareto import pareto_figure
 from dp.figures.points import PointStore
@@ -93,6 +95,10 @@ def make_figures(cache: Cache, runs: list[str] | None, out_dir: str | Path,
     common = (s.orders, s.order_kind, s.seed)
     with reuse_contexts():  # the figures' simulator calls read each run's contexts once, not per call
         figures = _draw(cache, sim_runs, live, out, s, judges, store, common)
+    try:  # the leave-one-run-out ROC figures, when `dp judge loro --out` wrote judge_loro.json here
+        figures += stored_loro_figures(out)
+    except DPError as e:
+        figures.append(FigureResult("roc_loro", "Leave-one-run-out judge ROC", "").skip(f"failed: {e}"))
     report = Report(
         out_dir=out, cache=cache.path, runs=sim_runs, live_runs=live, settings=s.as_dict(),
         judges={"main": judges.main, "ablation": judges.ablation, "roc": list(judges.roc)},

@@ -4,8 +4,10 @@ Light to import: judges with models import them on first use. Modules:
 `truncation` (the one prefix rule), `base` (Prefix, Judge, registry, load_judge),
 `simple` (oracle, random, jaccard), `embedding` (MiniLM cosine), `features`
 (logistic regression on pair features), `cross_encoder` (fine-tuned MiniLM on
-concatenated pairs), `llm` (causal-LM judge, zero-shot or fine-tuned), `losses` (focal
-loss and the shared training loop), `pairs` (labelled pairs of a run),
+concatenated pairs), `llm` (causal-LM judge, zero-shot or fine-tuned), `llm_train` (its
+fine-tune: top layers or LoRA), `finetune` (the resumable, validated loop), `lm_embed`
+(LM hidden-state embeddings + a pair classifier), `losses` (focal loss and the shared
+training loop), `loro` (leave-one-run-out evaluation), `pairs` (labelled pairs of a run),
 `metrics` (AUROC, TNR at FNR), `scoring` (through the score cache), `train`
 (the library behind `dp judge`).
 """

@@ -60,6 +60,7 @@ JUDGES: dict[str, str] = {
     "features": "dp.judge.features:FeaturesJudge",
     "cross-encoder": "dp.judge.cross_encoder:CrossEncoderJudge",
     "llm": "dp.judge.llm:LLMJudge",
+    "lm-embed": "dp.judge.lm_embed:LMEmbedJudge",
 }
 
 

@@ -11,9 +11,10 @@ of each prompt meets the output embedding, and only at the label-token rows.
 
 - Zero-shot: `load_judge("llm")` = SmolLM2-135M-Instruct (`smollm2-135m`); another model
   through a directory whose judge.json is {"type": "llm", "settings": {"model": PATH}}.
-- Fine-tuned: `dp judge train --judge llm [--set model=PATH]`: full fine-tune, plain
-  torch loop; bf16 on cuda when present, fp32 on the CPU. The same code trains
-  Qwen3-4B-Instruct-2507 on a GPU (`--set model=DIR --set gradient_checkpointing=true`).
+- Fine-tuned: `dp judge train --judge llm [--set model=PATH]` (`dp.judge.llm_train`: all
+  weights, the top layers or LoRA; validated, early-stopped, resumable); bf16 on cuda when
+  present, fp32 on the CPU. The same code trains Qwen3-4B-Instruct-2507 on a GPU
+  (`--set model=DIR --set gradient_checkpointing=true`).
 - Scores are averaged over both orders of the pair (`symmetric`), which doubles the
   cost. Each trace is cut to `max_trace_tokens` model tokens (`keep`: which end stays).
 - The judge's own compute is recorded: `last_prompt_tokens` (per pair, last call) and
@@ -35,14 +36,7 @@ import numpy as np
 
 from dp.errors import DPError
 from dp.judge.base import Prefix, distinct_texts, open_judge_dir, write_judge_file
-from dp.judge.losses import (
-    LoopSettings,
-    hf_quiet,
-    seed_torch,
-    settings_from,
-    torch_device,
-    train_loop,
-)
+from dp.judge.losses import LoopSettings, hf_quiet, settings_from, torch_device
 from dp.models import DEFAULT_MODEL, resolve_model
 
 QUESTION = "Will these two reasoning traces reach the same final answer? Answer yes or no."
@@ -237,39 +231,3 @@ class LLMJudge:
         model, tok = _load_lm(resolve_model(s.model), s)
         return cls(model, tok, s)
 
-
-def train_llm(left: Sequence[Prefix], right: Sequence[Prefix], labels: np.ndarray, settings: LLMSettings,
-              seed: int = 0, meta: dict | None = None, out: str | Path | None = None) -> LLMJudge:
-    """Full fine-tune of `settings.model` on labelled pairs (1 = same final answer); saves to `out` if given."""
-    y = np.asarray(labels, dtype=np.int64)
-    if len(left) != len(right) or len(left) != len(y):
-        raise DPError(f"{len(left)} left prefixes, {len(right)} right, {len(y)} labels")
-    if len(np.unique(y)) < 2:
-        raise DPError("cannot train a judge: pairs of both labels needed")
-    seed_torch(seed, "llm")
-    model, tok = _load_lm(resolve_model(settings.model), settings)
-    judge = LLMJudge(model, tok, settings, meta, weights=".")
-    if settings.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-    texts, ia, ib = distinct_texts(left, right)
-    cut = judge.cut(texts)
-    ia, ib = ia.tolist(), ib.tolist()
-
-    def batch_logits(rows, swap):
-        return judge.logits([judge.prompt_ids(cut[ib[r]], cut[ia[r]]) if s else judge.prompt_ids(cut[ia[r]], cut[ib[r]])
-                             for r, s in zip(rows.tolist(), swap.tolist(), strict=True)])
-
-    summary = train_loop(model, batch_logits, y, settings, seed, "llm")
-    if settings.gradient_checkpointing:
-        model.gradient_checkpointing_disable()
-    judge.meta = {**judge.meta, "seed": seed, "training": summary}
-    judge.name = judge._name()
-    if out is not None:
-        judge.save(out)
-    return judge
-
-
-def trainer(pairs, out: Path, seed: int, meta: dict, **settings) -> LLMJudge:
-    """`dp.judge.train.TRAINERS` entry: settings are LLMSettings fields (`--set k=v`, `--steps`)."""
-    s = settings_from(LLMSettings, settings)
-    return train_llm(pairs.left, pairs.right, pairs.labels, s, seed, meta, out)

@@ -32,11 +32,13 @@ from dp.judge.pairs import PairSet, build_pairs
 from dp.judge.scoring import score_pairs
 from dp.judge.truncation import TruncationRule
 from dp.provenance import stamp
+from dp.seeds import rng
 
 TRAINERS: dict[str, str] = {
     "features": "dp.judge.train:train_features_judge",
     "cross-encoder": "dp.judge.cross_encoder:trainer",
-    "llm": "dp.judge.llm:trainer",
+    "llm": "dp.judge.llm_train:trainer",
+    "lm-embed": "dp.judge.lm_embed:trainer",
 }
 
 
@@ -82,13 +84,6 @@ def _open(cache_path: str | Path, write: bool) -> Cache:
     return Cache(cache_path, write=write)
 
 
-def _rules(rule: TruncationRule | str | Sequence[TruncationRule | str]) -> list[TruncationRule]:
-    rules = [rule] if isinstance(rule, (str, TruncationRule)) else list(rule)
-    if not rules:
-        raise DPError("no truncation rule given")
-    return [TruncationRule.parse(r) for r in rules]
-
-
 def pairs_summary(cache_path: str | Path, run: str, rule: TruncationRule | str,
                   max_pairs: int | None = None, seed: int = 0, oversample: int = 1,
                   out: str | Path | None = None) -> dict:
@@ -111,27 +106,51 @@ def _unique_pairs(pairs: PairSet) -> np.ndarray:
     return np.sort(first)
 
 
+def run_rules(rules: Sequence[TruncationRule | str], runs: Sequence[str]) -> list[tuple[str, TruncationRule]]:
+    """(run, rule) for every run and rule: "RULE" applies to every run, "RUN=RULE" to that run only.
+
+    A run named in no "RUN=RULE" entry gets the plain rules; a run given only RUN=RULE
+    entries gets those alone."""
+    parsed = []
+    for r in rules:
+        run, _, rule = r.rpartition("=") if isinstance(r, str) else ("", "", r)
+        if run and run not in runs:
+            raise DPError(f"--truncate {r}: run '{run}' is not among the runs ({', '.join(runs)})")
+        parsed.append((run or None, TruncationRule.parse(rule)))
+    own = {run for run, _ in parsed if run}
+    out = [(run, rule) for target, rule in parsed for run in runs
+           if run == target or (target is None and run not in own)]  # rule-major, as given
+    missing = [run for run in runs if not any(r == run for r, _ in out)]
+    if missing:
+        raise DPError(f"no truncation rule for run(s) {', '.join(missing)}")
+    return out
+
+
 def train_judge(cache_path: str | Path, runs: Sequence[str], judge_type: str,
                 rule: TruncationRule | str | Sequence[TruncationRule | str], out: str | Path,
                 seed: int = 0, oversample: int = 2, max_pairs: int | None = None,
-                settings: dict | None = None) -> dict:
+                settings: dict | None = None, resume: bool = False, time_limit: float | None = None) -> dict:
     """Train a judge of `judge_type` on the pairs of `runs`; write `out/judge.json`; return a summary.
 
     `settings`: keyword arguments for the trainer (e.g. {"steps": 300} for the neural judges).
 
     Several rules: the pairs of every (run, rule) are pooled, so one judge learns
-    prefixes of several lengths (the trainer sees `pairs.rule` = the first rule).
+    prefixes of several lengths (the trainer sees `pairs.rule` = the first rule); a rule
+    written RUN=RULE applies to that run only (`run_rules`).
+    `resume`, `time_limit` (seconds): for trainers that checkpoint (llm): continue from
+    OUT's checkpoint; stop at the first checkpoint past the limit and return
+    {"complete": False, ...} without judge.json (run again with resume).
     """
-    rules = _rules(rule)
-    if judge_type not in TRAINERS:
-        raise DPError(f"cannot train judge '{judge_type}' (trainable: {', '.join(sorted(TRAINERS))})")
     runs = list(runs)
     if not runs:
         raise DPError("no run to train on")
+    pairs_of = run_rules([rule] if isinstance(rule, (str, TruncationRule)) else list(rule), runs)
+    if judge_type not in TRAINERS:
+        raise DPError(f"cannot train judge '{judge_type}' (trainable: {', '.join(sorted(TRAINERS))})")
     with _open(cache_path, write=False) as cache:
-        sets = [build_pairs(cache, run, r, max_pairs, seed, oversample) for r in rules for run in runs]
+        sets = [build_pairs(cache, run, r, max_pairs, seed, oversample) for run, r in pairs_of]
     pairs = sets[0] if len(sets) == 1 else PairSet.concat(sets)
-    truncate = [str(r) for r in rules]
+    truncate = [str(r) for r in ([rule] if isinstance(rule, (str, TruncationRule)) else list(rule))]
     if pairs.n == 0 or len(np.unique(pairs.labels)) < 2:
         raise DPError(f"run(s) {', '.join(runs)} have no pairs of both labels under {', '.join(truncate)}; "
                       "cannot train")
@@ -141,19 +160,33 @@ def train_judge(cache_path: str | Path, runs: Sequence[str], judge_type: str,
     out = Path(out)
     fit = getattr(importlib.import_module(module), attr)
     settings = dict(settings or {})
-    if settings and not any(p.kind is p.VAR_KEYWORD for p in inspect.signature(fit).parameters.values()):
+    accepts = inspect.signature(fit).parameters
+    if settings and not any(p.kind is p.VAR_KEYWORD for p in accepts.values()):
         raise DPError(f"judge type '{judge_type}' takes no training settings (got {', '.join(sorted(settings))})")
-    judge = fit(pairs, out, seed, meta, **settings)
+    if (resume or time_limit is not None) and "resume" not in accepts:
+        raise DPError(f"judge type '{judge_type}' trains in one go (no --resume / --time-limit)")
+    runtime = {"resume": resume, "time_limit": time_limit} if "resume" in accepts else {}
+    judge = fit(pairs, out, seed, meta, **runtime, **settings)
+    base = {"type": judge_type, "out": str(out), "runs": runs, "truncate": truncate, "seed": seed,
+            "pairs": pairs.n, "positive_rate": pairs.positive_rate}
+    if isinstance(judge, dict):  # stopped by the time limit; resumable
+        return {**base, **judge}
     keep = _unique_pairs(pairs)
+    limit = getattr(getattr(judge, "train_settings", None), "max_metric_pairs", None)
+    if limit is not None and keep.size > limit:  # slow judges: a seeded sample of the training pairs
+        keep = np.sort(rng(seed, "train-metrics").choice(keep, limit, replace=False))
     scores = judge.score([pairs.left[i] for i in keep], [pairs.right[i] for i in keep])
     metrics = judge_metrics(scores, pairs.labels[keep])
     spec_path = out / JUDGE_FILE
     spec = json.loads(spec_path.read_text())
-    spec["train_metrics"] = {"auroc": metrics["auroc"], "tnr_at_fnr_0_2": metrics["tnr_at_fnr_0_2"]}
+    spec["train_metrics"] = {"auroc": metrics["auroc"], "tnr_at_fnr_0_2": metrics["tnr_at_fnr_0_2"],
+                             "pairs": int(keep.size)}
     spec_path.write_text(json.dumps(spec, indent=2) + "\n")
-    return {"judge": judge.name, "type": judge_type, "out": str(out), "runs": runs,
-            "truncate": truncate, "seed": seed, "pairs": pairs.n, "positive_rate": pairs.positive_rate,
-            "train_auroc": metrics["auroc"], "train_tnr_at_fnr_0_2": metrics["tnr_at_fnr_0_2"]}
+    training = getattr(judge, "meta", {}).get("training", {}) if hasattr(judge, "meta") else {}
+    extra = {k: training[k] for k in ("complete", "step", "steps", "seconds", "best_val_auroc", "best_step",
+                                      "stopped_early", "history") if k in training}
+    return {"judge": judge.name, **base, "train_auroc": metrics["auroc"],
+            "train_tnr_at_fnr_0_2": metrics["tnr_at_fnr_0_2"], "train_metric_pairs": int(keep.size), **extra}
 
 
 def evaluate_judge(cache_path: str | Path, run: str, judge: str | Judge, rule: TruncationRule | str,
