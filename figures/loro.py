@@ -12,7 +12,8 @@ import json
 from pathlib import Path
 
 from dp.errors import DPError
-from dp.figures.common import FigureResult, color, new_figure, save
+from dp.figures.common import FigureResult, new_figure, save
+from dp.figures.roc import roc_panel
 
 LORO_FILE = "judge_loro.json"
 COLUMNS = ["run", "truncate", "judge", "pairs", "positive_rate", "auroc", "tnr_at_fnr_0_2",
@@ -32,15 +33,8 @@ def loro_figures(result: dict, out_dir: str | Path) -> list[FigureResult]:
         res.columns = COLUMNS
         fig, axes = new_figure(len(panels), width=3.8, height=3.8, sharey=True)
         for ax, (rule, curves) in zip(axes, panels.items(), strict=True):
-            ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=1)
-            for i, (label, c) in enumerate(curves.items()):
-                ax.plot(c["fpr"], c["tpr"], color=color(i), lw=1.4, label=f"{label} ({c['auroc']:.3f})")
             n = next(r["pairs"] for r in res.rows if r["truncate"] == rule)
-            ax.set_title(f"{run}, {rule} ({n} pairs)", fontsize=9)
-            ax.set_xlabel("false-positive rate (different pairs merged)")
-            ax.set_xlim(0, 1)
-            ax.set_ylim(0, 1.01)
-            ax.legend(loc="lower right", fontsize=6, title="judge (AUROC)", title_fontsize=6)
+            roc_panel(ax, curves, f"{run}, {rule} ({n} pairs)", small=True)
         axes[0].set_ylabel("true-positive rate (same pairs found)")
         res.files = save(fig, Path(out_dir), res.name)
         figures.append(res)

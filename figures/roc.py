@@ -80,16 +80,20 @@ def roc_figure(cache: Cache, runs: list[str], out_dir: Path, judges: tuple[str, 
 
     fig, axes = new_figure(len(panels), width=3.8, height=3.8, sharey=True)
     for ax, run in zip(axes, panels, strict=True):
-        ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=1)
-        for i, (name, c) in enumerate(curves[run].items()):
-            ax.plot(c["fpr"], c["tpr"], color=color(i), lw=1.6, drawstyle="default",
-                    label=f"{name} ({c['auroc']:.3f})")
         n = next(r["pairs"] for r in res.rows if r["run"] == run)
-        ax.set_title(f"{run} ({n} pairs)", fontsize=10)
-        ax.set_xlabel("false-positive rate (different pairs merged)")
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1.01)
-        ax.legend(loc="lower right", fontsize=7, title="judge (AUROC)", title_fontsize=7)
+        roc_panel(ax, curves[run], f"{run} ({n} pairs)")
     axes[0].set_ylabel("true-positive rate (same pairs found)")
     res.files = save(fig, out_dir, NAME)
     return res
+
+
+def roc_panel(ax, curves: dict, title: str, small: bool = False) -> None:
+    """One ROC panel: the chance diagonal, one curve per judge ({name: {fpr, tpr, auroc}}), AUROC in the legend."""
+    ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=1)
+    for i, (name, c) in enumerate(curves.items()):
+        ax.plot(c["fpr"], c["tpr"], color=color(i), lw=1.4 if small else 1.6, label=f"{name} ({c['auroc']:.3f})")
+    ax.set_title(title, fontsize=9 if small else 10)
+    ax.set_xlabel("false-positive rate (different pairs merged)")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.legend(loc="lower right", fontsize=6 if small else 7, title="judge (AUROC)", title_fontsize=6 if small else 7)
