@@ -165,7 +165,7 @@ def run_lives(cache: Cache, settings: list[LiveSettings], progress: bool = True)
             _store(cache, s.live_run, live, wall=job.done_wall + time.perf_counter() - t0)
             job.lives.append(live)
             if progress:
-                print(f"[{s.policy} {len(job.lives)}/{len(problems)}] {pt.problem.problem_id}: kept "
+                print(f"[{len(job.lives)}/{len(problems)}] {s.policy} {pt.problem.problem_id}: kept "
                       f"{int(live.finished.sum())}/{pt.n}, {int(live.tokens.sum())} tokens, {live.seconds:.1f} s",
                       flush=True)
 

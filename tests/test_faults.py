@@ -274,7 +274,8 @@ def test_generate_interrupted_then_killed_then_resumed(generated):
     assert json.loads(rep["final_out"])["run_traces"] == 12
 
 
-LIVE = ["--run", "r", "--policy", "cons", "--truncate", "tokens:4", "--limit", "3", "--live-run", "lv"]
+LIVE = ["--run", "r", "--policy", "cons", "--truncate", "tokens:4", "--limit", "3", "--live-run", "lv",
+        "--max-problems-in-flight", "1"]  # one problem at a time, so the kill lands between two stored problems
 
 
 @pytest.mark.slow
