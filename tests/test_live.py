@@ -17,12 +17,12 @@ DP = [sys.executable, "-m", "dp.cli"]
 
 @pytest.mark.slow
 def test_every_policy_live_equals_its_replay(tmp_path):
-    """DeepPrune (keep and resume), DeepConf, ESC, Adaptive and Slim-SC on one engine, two
+    """DeepPrune (keep and resume), DeepConf, ESC, Adaptive and Slim-SC on one engine, three
     problems in flight: each decision equals the replay's in the live order (fp32 keeps the
     cached traces whatever runs beside them in the batch)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cache = tmp_path / "c.duckdb"
-    gen = [*DP, "generate", "--cache", str(cache), "--run", "arith", "--limit", "2", "--n", "8", "--max-tokens", "48",
+    gen = [*DP, "generate", "--cache", str(cache), "--run", "arith", "--limit", "3", "--n", "8", "--max-tokens", "48",
            "--seed", "3", "--enforce-eager", "--no-progress"]
     r = subprocess.run(gen, capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -30,7 +30,7 @@ def test_every_policy_live_equals_its_replay(tmp_path):
             "--K2", "3", "--truncate", "tokens:8", "--judge", "jaccard", "--mode", "keep", "--mode", "resume",
             "--policy", "deepconf-high", "--warmup", "4", "--conf-window", "8", "--policy", "esc", "--window", "3",
             "--policy", "adaptive", "--wave", "2", "--policy", "slimsc", "--every", "8", "--similarity", "0.9",
-            "--max-problems-in-flight", "2", "--compare", "--json"]
+            "--max-problems-in-flight", "3", "--compare", "--json"]
     r = subprocess.run(live, capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     runs = {(o["policy"], o["mode"]): o for o in json.loads(r.stdout)["runs"]}
@@ -40,11 +40,11 @@ def test_every_policy_live_equals_its_replay(tmp_path):
     for key in ("live_tokens", "simulated_tokens", "decisions_matched", "decisions_total", "live_seconds",
                 "full_generation_seconds", "token_cut", "wall_cut", "wall_to_token_cut"):
         assert key in out
-    assert out["max_problems_in_flight"] == 2 and out["dtype"] == "float32"
+    assert out["max_problems_in_flight"] == 3 and out["dtype"] == "float32"
     per = list(out["simulated_per_problem"].values())
     assert all(p["prefixes_identical"] for p in per), per  # keep mode, fp32: the cached continuations
     for key, o in runs.items():
-        assert o["decisions_total"] == 16 and o["decisions_matched"] == 16, (key, o["simulated_per_problem"])
+        assert o["decisions_total"] == 24 and o["decisions_matched"] == 24, (key, o["simulated_per_problem"])
     for name in ("esc", "adaptive"):  # nothing stopped mid-trace: exactly what the replay charges
         assert runs[name, "keep"]["live_tokens"] == runs[name, "keep"]["simulated_tokens"]
     assert runs["esc", "keep"]["live_tokens"] < runs["esc", "keep"]["reference_tokens"]
@@ -52,7 +52,7 @@ def test_every_policy_live_equals_its_replay(tmp_path):
     with Cache(cache) as c:
         finished = c.con.execute("SELECT count(*) FROM live_traces WHERE run = 'arith-live-deepprune-keep' "
                                  "AND decision = 'finish'").fetchone()[0]
-        assert finished <= 2 * 3
+        assert finished <= 3 * 3
         assert c.run_info("arith-live-deepprune-keep")["source"] == "live"
         skipped, with_tokens = c.con.execute(
             "SELECT count(*), count(*) FILTER (WHERE tokens_generated > 0) FROM live_traces "
