@@ -44,7 +44,8 @@ async def drive_deepconf(lt: LiveTraces, policy, *, judge=None, rule=None, mode:
     stop_at = np.array([tokens[t] if t < w or monitors[t].stop_at is None else monitors[t].stop_at
                         for t in range(n)], dtype=np.int64)
     voters = np.array([scores[t] >= thr if t < w else monitors[t].stop_at is None for t in range(n)])
-    weights = np.array([policy.score(lt.confidence(t)) if voters[t] else 0.0 for t in range(n)])
+    weights = np.array([scores[t] if t < w else policy.score(lt.confidence(t)) if voters[t] else 0.0
+                        for t in range(n)])  # warm-up scores are already known; only voters' weights count
     answer, ok = lt.vote(records, voters, list(range(n)), weights)
     return ProblemLive(
         problem_id=lt.problem.problem_id, records=records, arrival=list(range(n)), decision_token=stop_at,
