@@ -1,6 +1,12 @@
-"""Shared fixtures: the shared data directory and a cache with both real trace files imported."""
+"""Shared fixtures: the shared data directory, a cache with both real trace files imported, and
+one uninterrupted `dp generate` on the real engine that the slow tests share."""
 
 from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -31,3 +37,33 @@ def real_cache(tmp_path_factory, data_dir):
         r = invoke("import", data_dir / "traces" / name, "--format", fmt, "--run", run, "--cache", path)
         assert r.exit_code == 0, r.output
     return path
+
+
+# GSM8K answers run to the token limit: 3 problems x 4 traces x 64 tokens, seed 5
+GSM = ["--dataset", "gsm8k", "--limit", "3", "--n", "4", "--max-tokens", "64", "--seed", "5", "--enforce-eager",
+       "--run", "r"]
+
+
+@pytest.fixture(scope="session")
+def gsm_reference(tmp_path_factory):
+    """(cache path, `--json` output) of one uninterrupted `dp generate` of GSM (one engine start for
+    every slow test that needs a generated run: read back, resumed runs compared with it, live runs).
+    Tests that write copy the file first."""
+    path = tmp_path_factory.mktemp("gsm") / "gsm.duckdb"
+    r = subprocess.run([sys.executable, "-m", "dp.cli", "generate", "--cache", str(path), *GSM, "--json",
+                        "--no-progress"], capture_output=True, text=True, timeout=900,
+                       env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    return path, json.loads(r.stdout)
+
+
+def run_tokens(path, run: str) -> dict:
+    """{(problem_id, index): token ids} of a stored run."""
+    from dp.cache.store import Cache
+
+    with Cache(path, wait=30) as c:
+        out = {}
+        for p in c.load_run(run):
+            for idx, ids in zip(p.index, c.token_arrays(p.trace_ids, "token_id")):
+                out[(p.problem.problem_id, int(idx))] = ids.tolist()
+        return out

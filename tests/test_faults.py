@@ -1,10 +1,11 @@
 """Fault injection: kills, interrupts, a reader during a writer, failed commands, bad input.
 
 The fast tests use real processes and real DuckDB files but no engine; the slow
-ones start `dp generate` and `dp live` on the embedded model (2-3 problems x 4
-traces, 32 tokens) and kill or interrupt them mid-run: no engine process of
+ones start `dp generate` and `dp live` on the embedded model (3 problems x 4
+traces, 64 tokens) and kill or interrupt them mid-run: no engine process of
 theirs may survive, the data must stay consistent, and running the same command
-again must complete to exactly N traces per problem.
+again must complete to exactly N traces per problem, the very tokens of an
+uninterrupted run (conftest's `gsm_reference`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import time
 import pytest
 
 from dp.cache.store import Cache
-from tests.conftest import invoke
+from tests.conftest import GSM, invoke, run_tokens
 from tests.proc_helpers import DP, Proc, alive, kill_leftovers, wait_gone
 
 QWEN = "qwen25math_math_cot_100.jsonl"
@@ -200,10 +201,9 @@ def test_bytes_per_token_is_per_run_and_the_file_figure_is_labelled(tmp_path, da
 
 # ------------------------------------------------------------------ the real engine
 
-# GSM8K answers run to the token limit and one trace per batch: the run takes long enough (12 batches)
-# that a reader and a Ctrl-C reliably land in the middle of it, also on a quiet machine
-GEN = ["--dataset", "gsm8k", "--limit", "3", "--n", "4", "--max-tokens", "64", "--seed", "5", "--enforce-eager",
-       "--batch", "1", "--run", "r"]
+# the shared reference run's command (conftest.GSM) in batches of one trace: the run takes long enough
+# (12 batches) that a reader and a Ctrl-C reliably land in the middle of it, also on a quiet machine
+GEN = [*GSM, "--batch", "1"]
 
 
 def _keys(cache) -> list[tuple[str, int]]:
@@ -253,7 +253,7 @@ def generated(tmp_path_factory, data_dir):
 
 
 @pytest.mark.slow
-def test_generate_interrupted_then_killed_then_resumed(generated):
+def test_generate_interrupted_then_killed_then_resumed(generated, gsm_reference):
     cache, rep = generated
     # a reader during the writer: `dp cache info` saw the first batch
     assert rep["info_rc"] == 0, rep["info"]
@@ -272,6 +272,9 @@ def test_generate_interrupted_then_killed_then_resumed(generated):
     keys = rep["final_keys"]
     assert len(keys) == 12 == len(set(keys)) and sorted({i for _, i in keys}) == [0, 1, 2, 3]
     assert json.loads(rep["final_out"])["run_traces"] == 12
+    # and they are the very tokens of the uninterrupted run (one batch, never stopped): fp32 seeded
+    # sampling does not depend on what else is in the batch, nor on where a run was cut
+    assert run_tokens(cache, "r") == run_tokens(gsm_reference[0], "r")
 
 
 LIVE = ["--run", "r", "--policy", "cons", "--truncate", "tokens:4", "--limit", "3", "--live-run", "lv",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -61,26 +62,23 @@ def test_every_policy_live_equals_its_replay(tmp_path):
 
 
 @pytest.mark.slow
-def test_live_equals_replay_under_a_words_rule(tmp_path):
+def test_live_equals_replay_under_a_words_rule(tmp_path, gsm_reference):
     """words:1 on GSM8K traces cuts most of them mid-trace (the first 'so', 'but', ...): the live
     runner must find the same decision point while tokens stream in, decision for decision."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cache = tmp_path / "w.duckdb"
-    gen = [*DP, "generate", "--cache", str(cache), "--run", "gsm", "--dataset", "gsm8k", "--limit", "2",
-           "--n", "8", "--max-tokens", "64", "--seed", "5", "--enforce-eager", "--no-progress"]
-    r = subprocess.run(gen, capture_output=True, text=True, env=env, timeout=900)
-    assert r.returncode == 0, r.stderr[-2000:]
-    live = [*DP, "live", "--cache", str(cache), "--run", "gsm", "--policy", "deepprune", "--tau", "0.5",
+    shutil.copy(gsm_reference[0], cache)  # the shared generated run 'r': 3 problems x 4 traces
+    live = [*DP, "live", "--cache", str(cache), "--run", "r", "--policy", "deepprune", "--tau", "0.5",
             "--K2", "3", "--truncate", "words:1", "--judge", "jaccard", "--mode", "keep", "--compare", "--json"]
     r = subprocess.run(live, capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.loads(r.stdout)
-    assert out["decisions_total"] == 16
+    assert out["decisions_total"] == 12
     per = list(out["simulated_per_problem"].values())
     assert all(p["prefixes_identical"] for p in per), per  # keep mode, fp32: the cached continuations
-    assert out["decisions_matched"] == 16
+    assert out["decisions_matched"] == 12
     with Cache(cache) as c:
         cut = c.con.execute(
-            "SELECT count(*) FROM live_traces l JOIN traces t ON t.run = 'gsm' AND t.problem_id = l.problem_id "
+            "SELECT count(*) FROM live_traces l JOIN traces t ON t.run = 'r' AND t.problem_id = l.problem_id "
             "AND t.idx = l.idx WHERE l.decision_token < t.n_tokens").fetchall()[0][0]
     assert cut >= 4, "words:1 should cut several traces before their end"
