@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 from click.testing import CliRunner
 
 from dp.cli import cli
 from dp.problems import shared_data_dir
+from tests.proc_helpers import DP
 
 
 @pytest.fixture(scope="session")
@@ -50,9 +50,8 @@ def gsm_reference(tmp_path_factory):
     every slow test that needs a generated run: read back, resumed runs compared with it, live runs).
     Tests that write copy the file first."""
     path = tmp_path_factory.mktemp("gsm") / "gsm.duckdb"
-    r = subprocess.run([sys.executable, "-m", "dp.cli", "generate", "--cache", str(path), *GSM, "--json",
-                        "--no-progress"], capture_output=True, text=True, timeout=900,
-                       env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    r = subprocess.run([*DP, "generate", "--cache", str(path), *GSM, "--json", "--no-progress"], capture_output=True,
+                       text=True, timeout=900, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert r.returncode == 0, r.stderr[-2000:]
     return path, json.loads(r.stdout)
 

@@ -8,15 +8,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from dp.cache.store import Cache
 from tests.conftest import GSM, invoke
-
-DP = [sys.executable, "-m", "dp.cli"]
+from tests.proc_helpers import DP
 
 
 def test_bad_input_fails_before_anything_is_written(tmp_path):

@@ -7,13 +7,11 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 
 import pytest
 
 from dp.cache.store import Cache
-
-DP = [sys.executable, "-m", "dp.cli"]
+from tests.proc_helpers import DP
 
 
 @pytest.mark.slow
