@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 18: the learned judges, leave-one-run-out. Every number in results/judge_loro/ comes from here.
-# Usage: bash results/judge_loro.sh [step...]   steps: cache fast llm eval simulate
+# Usage: bash results/judge_loro.sh [step...]   steps: cache fast llm eval simulate simulate-model sweep table
 # Heavy steps take the shared lock (/tmp/dp-heavy.lock) per command; the llm fine-tune runs in
 # chunks of --time-limit seconds, each its own lock hold, resumed from OUT/checkpoint.
 set -euo pipefail
@@ -9,7 +9,7 @@ DP=.venv/bin/dp
 C=out/loro.duckdb             # every run dp has here, in one cache
 L=${L-flock /tmp/dp-heavy.lock}  # L= when the caller already holds the lock
 export OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=2
-steps=${*:-"cache fast llm eval simulate"}
+steps=${*:-"cache fast llm eval simulate simulate-model sweep table"}
 # held-out group -> the runs it trains on (every other group); arith = arith20-n128 + default
 # (the same model, SmolLM2-135M, and task): they leave together.
 declare -A TRAIN=([arith]="--run esc --run qwen" [esc]="--run qwen --run arith20-n128 --run default"
@@ -25,6 +25,14 @@ rules_for() { # the rules of the training runs of fold $1
 LLM_SET="--set train_layers=4 --set lr=2e-4 --set batch_size=8 --set grad_accum=2 --set max_trace_tokens=96
          --set focal_gamma=2 --set val_share=0.1 --set val_pairs=128 --set eval_every=15 --set patience=3
          --set checkpoint_every=15 --set symmetric=false --set max_train_pairs=4000 --set score_batch_size=16"
+
+replay() {  # HELDOUT RUN RULE K2 JUDGE: one DeepPrune replay as a JSON line, with its wall seconds
+  local t0=$(date +%s) rows
+  rows=$($L $DP simulate --cache $C --run $2 --truncate $3 --K2 $4 --judge $5 --policy deepprune \
+      --policy deepprune-oracle --policy cons --orders 20 --seed 0 --no-store --json)
+  echo "$rows" | .venv/bin/python -c "import json,sys; print(json.dumps({'heldout': '$1', 'judge': '$5',
+      'seconds': $(( $(date +%s) - t0 )), 'rows': json.load(sys.stdin)}))"
+}
 
 for step in $steps; do case $step in
 cache)  # esc + qwen (the shared files), arith20-n128 and default (SmolLM2 runs) in one file
@@ -63,17 +71,35 @@ eval)  # every judge on the held-out run of each fold, 300 pairs per rule, seed 
       > out/loro_eval.json
   ;;
 simulate)  # DeepPrune (tau 0.5, 20 orders, paper accounting) with each fold's judge on its held-out run,
-  # every row paired with the count- and token-matched random controls (jaccard and features: no model;
-  # the model judges were not simulated in this session, see README)
+  # every row paired with the count- and token-matched random controls (jaccard and features: no model)
   for spec in "arith arith20-n128 tokens:8 20" "esc esc tokens:30 20" "qwen qwen tokens:100 4"; do
-    set -- $spec
-    for j in jaccard out/loro/$1/features; do
-      $DP simulate --cache $C --run $2 --truncate $3 --K2 $4 --judge $j --policy deepprune \
-          --policy deepprune-oracle --policy cons --orders 20 --seed 0 --no-store --json \
-        | .venv/bin/python -c "import json,sys; print(json.dumps({'heldout': '$1', 'judge': '$j', 'rows': json.load(sys.stdin)}))"
-    done
+    for j in jaccard out/loro/${spec%% *}/features; do replay $spec $j; done
   done > out/loro_simulate_cheap.jsonl
-  .venv/bin/python -c "import json; print(json.dumps([json.loads(l) for l in open('out/loro_simulate_cheap.jsonl')], indent=1))" \
+  ;;
+simulate-model)  # the same replays with the model judges where they fit 2 cores (a replay scores every
+  # pair DeepPrune compares: the LM prompt judge ~0.2 s per pair, so on qwen only; see README)
+  for spec in "qwen qwen tokens:100 4 out/loro/qwen/llm" "qwen qwen tokens:100 4 out/loro/qwen/lm-embed" \
+              "qwen qwen tokens:100 4 out/loro/qwen/cross-encoder" "qwen qwen tokens:100 4 embedding" \
+              "arith arith20-n128 tokens:8 20 out/loro/arith/lm-embed" "arith arith20-n128 tokens:8 20 embedding" \
+              "esc esc tokens:30 20 embedding" "arith arith20-n128 tokens:8 20 out/loro/arith/cross-encoder"; do
+    replay $spec
+  done > out/loro_simulate_model.jsonl
+  ;;
+sweep)  # qwen: tau inside each model judge's score band (at 0.5 they join everything or nothing)
+  for spec in "llm 0.05,0.1,0.15,0.2,0.3" "lm-embed 0.2,0.3,0.4" "embedding 0.95,0.98,0.99,0.995" \
+              "cross-encoder 0.6,0.62,0.64"; do
+    set -- $spec
+    j=out/loro/qwen/$1; [ $1 = embedding ] && j=embedding
+    $L $DP simulate --cache $C --run qwen --truncate tokens:100 --K2 4 --judge $j --sweep tau=$2 \
+        --policy deepprune --orders 20 --seed 0 --no-store --json > out/loro_sweep_$1_qwen.json
+  done
+  .venv/bin/python -c "import json; print(json.dumps({'run': 'qwen', 'truncate': 'tokens:100', 'K2': 4, 'orders': 20,
+      'seed': 0, 'sweeps': {n: json.load(open(f'out/loro_sweep_{n}_qwen.json'))
+      for n in ('llm', 'lm-embed', 'embedding', 'cross-encoder')}}, indent=1))" > results/judge_loro/sweep_qwen.json
+  ;;
+table)  # results/judge_loro/simulate.json: every replay above, cheap judges first
+  cat out/loro_simulate_cheap.jsonl out/loro_simulate_model.jsonl 2>/dev/null \
+    | .venv/bin/python -c "import json,sys; print(json.dumps([json.loads(l) for l in sys.stdin], indent=1))" \
     > results/judge_loro/simulate.json
   ;;
 esac; done
