@@ -27,11 +27,17 @@ LLM_SET="--set train_layers=4 --set lr=2e-4 --set batch_size=8 --set grad_accum=
          --set checkpoint_every=15 --set symmetric=false --set max_train_pairs=4000 --set score_batch_size=16"
 
 replay() {  # HELDOUT RUN RULE K2 JUDGE: one DeepPrune replay as a JSON line, with its wall seconds
-  local t0=$(date +%s) rows
-  rows=$($L $DP simulate --cache $C --run $2 --truncate $3 --K2 $4 --judge $5 --policy deepprune \
-      --policy deepprune-oracle --policy cons --orders 20 --seed 0 --no-store --json)
-  echo "$rows" | .venv/bin/python -c "import json,sys; print(json.dumps({'heldout': '$1', 'judge': '$5',
-      'seconds': $(( $(date +%s) - t0 )), 'rows': json.load(sys.stdin)}))"
+  # (timed inside the lock, so a wait for the lock does not count)
+  $L .venv/bin/python - $DP $C "$@" <<'PY'
+import json, subprocess, sys, time
+dp, cache, held, run, rule, k2, judge = sys.argv[1:]
+t0 = time.time()
+out = subprocess.run([dp, "simulate", "--cache", cache, "--run", run, "--truncate", rule,
+                      "--K2", k2, "--judge", judge, "--policy", "deepprune", "--policy", "deepprune-oracle",
+                      "--policy", "cons", "--orders", "20", "--seed", "0", "--no-store", "--json"],
+                     stdout=subprocess.PIPE, text=True, check=True).stdout
+print(json.dumps({"heldout": held, "judge": judge, "seconds": round(time.time() - t0), "rows": json.loads(out)}))
+PY
 }
 
 for step in $steps; do case $step in
@@ -86,16 +92,18 @@ simulate-model)  # the same replays with the model judges where they fit 2 cores
   done > out/loro_simulate_model.jsonl
   ;;
 sweep)  # qwen: tau inside each model judge's score band (at 0.5 they join everything or nothing)
+  names=()
   for spec in "llm 0.05,0.1,0.15,0.2,0.3" "lm-embed 0.2,0.3,0.4" "embedding 0.95,0.98,0.99,0.995" \
               "cross-encoder 0.6,0.62,0.64"; do
     set -- $spec
+    names+=($1)
     j=out/loro/qwen/$1; [ $1 = embedding ] && j=embedding
     $L $DP simulate --cache $C --run qwen --truncate tokens:100 --K2 4 --judge $j --sweep tau=$2 \
         --policy deepprune --orders 20 --seed 0 --no-store --json > out/loro_sweep_$1_qwen.json
   done
-  .venv/bin/python -c "import json; print(json.dumps({'run': 'qwen', 'truncate': 'tokens:100', 'K2': 4, 'orders': 20,
-      'seed': 0, 'sweeps': {n: json.load(open(f'out/loro_sweep_{n}_qwen.json'))
-      for n in ('llm', 'lm-embed', 'embedding', 'cross-encoder')}}, indent=1))" > results/judge_loro/sweep_qwen.json
+  .venv/bin/python -c "import json,sys; print(json.dumps({'run': 'qwen', 'truncate': 'tokens:100', 'K2': 4,
+      'orders': 20, 'seed': 0, 'sweeps': {n: json.load(open(f'out/loro_sweep_{n}_qwen.json')) for n in sys.argv[1:]}},
+      indent=1))" "${names[@]}" > results/judge_loro/sweep_qwen.json
   ;;
 table)  # results/judge_loro/simulate.json: every replay above, cheap judges first
   cat out/loro_simulate_cheap.jsonl out/loro_simulate_model.jsonl 2>/dev/null \
