@@ -3,7 +3,7 @@
 `StreamEngine` starts `AsyncLLM` with the same settings as the offline
 `VLLMEngine` (fp32 on the CPU, chunked prefill sized away), streams each trace
 token by token (`RequestOutputKind.DELTA`) and stops a trace at once with
-`abort`. It knows nothing about pruning: `dp.simulate.live` decides what to stop.
+`abort`. It knows nothing about pruning: `dp.simulate.live.problem` decides what to stop.
 Records are built by the same `build_record` as offline generation.
 """
 
