@@ -42,6 +42,12 @@ def format_for(out: str | Path, fmt: str | None) -> str:
     return "jsonl" if Path(out).suffix.lower() in (".jsonl", ".json", ".ndjson") else "parquet"
 
 
+def run_table(cache: Cache, run: str):
+    """`run` as one Arrow table, one row per trace (the columns `dp export` writes)."""
+    cache.run_info(run)  # a clear error for an unknown run
+    return cache.con.sql(_SQL, params=[run]).to_arrow_table()
+
+
 def export_run(cache: Cache, run: str, out: str | Path, fmt: str = "parquet") -> dict:
     """Write `run` to `out`; returns {run, out, format, rows, bytes}."""
     cache.run_info(run)  # a clear error for an unknown run

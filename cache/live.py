@@ -16,7 +16,7 @@ from dp.cache.store import Cache
 def write_live_rows(cache: Cache, run: str, problem_id: str, arrival_rank: list[int], decision: list[str],
                     decision_token: list[int], tokens: list[int]) -> None:
     """One row per trace index of one problem (arrival rank -1: never arrived)."""
-    cache._need_write()
+    cache.need_write()
     cache.con.executemany(
         "INSERT INTO live_traces VALUES (?, ?, ?, ?, ?, ?, ?)",
         [(run, problem_id, t, int(arrival_rank[t]), decision[t], int(decision_token[t]), int(tokens[t]))
@@ -44,3 +44,19 @@ def read_live_orders(cache: Cache, run: str) -> dict[str, np.ndarray]:
         "SELECT problem_id, list(idx ORDER BY arrival), min(arrival) FROM live_traces WHERE run = ? "
         "GROUP BY problem_id", [run]).fetchall()
     return {pid: np.asarray(order, dtype=np.int64) for pid, order, low in rows if low >= 0}
+
+
+def runs_with_live_rows(cache: Cache) -> list[str]:
+    """Runs with source 'live' that have rows in `live_traces`, by name."""
+    rows = cache.con.execute(
+        "SELECT r.run FROM runs r WHERE r.source = 'live' AND EXISTS "
+        "(SELECT 1 FROM live_traces l WHERE l.run = r.run) ORDER BY r.run").fetchall()
+    return [r for (r,) in rows]
+
+
+def live_tokens_per_problem(cache: Cache, run: str) -> dict[str, int]:
+    """{problem_id: tokens generated live, summed over the problem's traces}."""
+    rows = cache.con.execute(
+        "SELECT problem_id, sum(tokens_generated) FROM live_traces WHERE run = ? "
+        "GROUP BY problem_id ORDER BY problem_id", [run]).fetchall()
+    return {str(p): int(t or 0) for p, t in rows}

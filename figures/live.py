@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dp.cache.live import live_tokens_per_problem, runs_with_live_rows
 from dp.cache.store import Cache
 from dp.figures.common import FigureResult, color, new_figure, save
 
@@ -25,11 +26,7 @@ NAME = "live"
 
 def live_runs(cache: Cache, runs: list[str] | None = None) -> list[str]:
     """Runs with source 'live' and rows in `live_traces` (among `runs` when given)."""
-    rows = cache.con.execute(
-        "SELECT r.run FROM runs r WHERE r.source = 'live' AND EXISTS "
-        "(SELECT 1 FROM live_traces l WHERE l.run = r.run) ORDER BY r.run").fetchall()
-    found = [r for (r,) in rows]
-    return [r for r in found if runs is None or r in runs]
+    return [r for r in runs_with_live_rows(cache) if runs is None or r in runs]
 
 
 def simulated_tokens(settings: dict) -> dict[str, float]:
@@ -49,10 +46,7 @@ def simulated_tokens(settings: dict) -> dict[str, float]:
 
 def live_tokens(cache: Cache, run: str) -> dict[str, float]:
     """problem_id -> tokens generated live (sum over the problem's live traces)."""
-    rows = cache.con.execute(
-        "SELECT problem_id, sum(tokens_generated) FROM live_traces WHERE run = ? "
-        "GROUP BY problem_id ORDER BY problem_id", [run]).fetchall()
-    return {str(p): float(t or 0) for p, t in rows}
+    return {str(p): float(t) for p, t in live_tokens_per_problem(cache, run).items()}
 
 
 def live_figure(cache: Cache, runs: list[str] | None, out_dir: Path) -> FigureResult:

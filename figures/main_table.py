@@ -34,9 +34,7 @@ def _rank(policy: str) -> tuple[int, int]:
 
 def has_confidence(store: PointStore, run: str) -> bool:
     """Whether any token of the run has a stored confidence (DeepConf's input)."""
-    return bool(store.cache.con.execute(
-        "SELECT count(*) > 0 FROM (SELECT 1 FROM tokens JOIN traces USING (trace_id) "
-        "WHERE run = ? AND confidence IS NOT NULL LIMIT 1)", [run]).fetchall()[0][0])
+    return store.cache.has_confidence(run)
 
 
 def main_table_figure(store: PointStore, runs: list[str], out_dir: Path, judge: str, truncate: str,

@@ -44,7 +44,7 @@ def pick_runs(cache: Cache, runs: list[str] | None) -> tuple[list[str], list[str
     if not names:
         raise DPError(f"{cache.path} has no runs; run `dp generate` or `dp import` first")
     live = live_runs(cache, names)
-    with_traces = {r for (r,) in cache.con.execute("SELECT DISTINCT run FROM traces").fetchall()}
+    with_traces = set(cache.runs_with_traces())
     notes, sim = [], []
     for r in names:
         if cache.run_info(r)["source"] == "live":

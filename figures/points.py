@@ -21,6 +21,7 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass
 
+from dp.cache.points import max_point_id, points_after, read_points
 from dp.cache.store import Cache
 from dp.errors import DPError
 from dp.judge.truncation import TruncationRule
@@ -104,9 +105,7 @@ class PointStore:
     def stored(self, run: str) -> list[dict]:
         """Every stored point of `run`: the stored result JSON plus point id and provenance."""
         if run not in self._rows:  # parsed once per run until this store computes new points
-            rows = self.cache.con.execute(
-                "SELECT point_id, result, dp_version, git_hash, created_at FROM sim_points "
-                "WHERE run = ? ORDER BY point_id", [run]).fetchall()
+            rows = read_points(self.cache, run)
             self._rows[run] = [{**json.loads(res), "point_id": int(pid), "dp_version": ver, "git_hash": gh,
                                 "created_at": str(at)} for pid, res, ver, gh, at in rows]
         return self._rows[run] + self._unstored[run]
@@ -168,23 +167,18 @@ class PointStore:
             spec_of.setdefault(key, s)
         for key, policies in calls.items():
             settings = spec_of[key].sim_settings(tuple(policies), list(key[1]))
-            before = self._max_id()
+            before = max_point_id(self.cache)
             results = simulate(self.cache, settings, store=self.cache.write)
             self._rows.pop(settings.run, None)
             self.computed += len(results)
             if self.cache.write:
-                ids = self.cache.con.execute("SELECT point_id FROM sim_points WHERE point_id > ?",
-                                             [before]).fetchall()
-                self._mine.update(int(i) for (i,) in ids)
+                self._mine.update(points_after(self.cache, before))
             else:
                 dp_version, git_hash = self.version
                 self._unstored[settings.run] += [
                     _roundtrip({**r.summary(), "per_problem": r.per_problem, "point_id": None,
                                 "dp_version": dp_version, "git_hash": git_hash, "created_at": None})
                     for r in results]
-
-    def _max_id(self) -> int:
-        return int(self.cache.con.execute("SELECT coalesce(max(point_id), 0) FROM sim_points").fetchall()[0][0])
 
 
 SUMMARY_KEYS = ("policy", "params", "tokens", "tokens_std", "full_tokens", "token_reduction", "accuracy",

@@ -127,8 +127,8 @@ def leave_one_run_out(cache: Cache, groups: dict[str, list[str]], rules: list[st
 def run_loro(cache_path: str | Path, groups: list[str], rules: list[str], judges: list[str],
              max_pairs: int = 300, seed: int = 0, skip_missing: bool = False) -> dict:
     """`dp judge loro`: parse the group and judge specs, open the cache (scores are stored), evaluate."""
-    from dp.judge.train import _open
+    from dp.judge.train import open_cache
 
-    with _open(cache_path, write=True) as cache:
+    with open_cache(cache_path, write=True) as cache:
         return leave_one_run_out(cache, parse_groups(groups), rules, parse_judges(judges), max_pairs, seed,
                                  skip_missing)

@@ -222,10 +222,10 @@ def test_real_traces_whole_table_and_oracle_bound(real_cache):
 
 
 def test_oracle_with_large_k_gives_the_majority_answer(real_cache):
-    from dp.answers import arrival_ranks, majority
     from dp.cache.store import Cache
     from dp.judge.truncation import TruncationRule
     from dp.simulate.replay.context import build_contexts
+    from dp.votes import arrival_ranks, majority
 
     with Cache(real_cache) as cache:
         ctxs = build_contexts(cache, "qwen", TruncationRule.parse("tokens:50"), OracleJudge())

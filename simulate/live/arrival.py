@@ -25,7 +25,7 @@ import codecs
 
 import numpy as np
 
-from dp.judge.truncation import TruncationKind, TruncationRule, _pattern, decision_point
+from dp.judge.truncation import TruncationKind, TruncationRule, decision_point, words_pattern
 
 TAIL = 256  # characters kept before the scan position (longer than any reasoning word or phrase)
 
@@ -38,7 +38,7 @@ class Arrival:
         self.token_text = token_text
         self.ids: list[int] = []
         self.point: int | None = None  # tokens at the decision point, once reached
-        self._pattern = _pattern(rule.words)
+        self._pattern = words_pattern(rule.words)
         self._utf8 = codecs.getincrementaldecoder("utf-8")("replace")
         self._incremental = True
         self._tail = ""  # text from absolute character `_base` on

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dp.answers import arrival_ranks, extract_answer, group_answers, is_correct, majority
+from dp.answers import extract_answer, group_answers, is_correct
 from dp.cache.store import stored_float
 from dp.confidence import token_confidence
 from dp.errors import DPError
@@ -38,6 +38,7 @@ from dp.seeds import derive
 from dp.seeds import rng as make_rng
 from dp.simulate.replay.context import ProblemContext
 from dp.types import FinishReason, Problem, TraceRecord
+from dp.votes import arrival_ranks, majority
 
 MODES = ("keep", "resume")
 

@@ -33,7 +33,7 @@ from dp.judge.truncation import TruncationRule
 from dp.simulate.live.problem import ProblemLive, compare, driver_for, run_problem
 from dp.simulate.policies.basic import Consensus
 from dp.simulate.policies.registry import make_policy
-from dp.simulate.replay.context import build_contexts
+from dp.simulate.replay.context import build_contexts, equip
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ def run_lives(cache: Cache, settings: list[LiveSettings], progress: bool = True)
     jobs = []
     for s in settings:  # every check before the engine starts
         TruncationRule.parse(s.truncate)
-        policy = make_policy(s.policy, **s.params, accounting="concurrent" if s.mode == "keep" else "paper")
+        policy = equip(make_policy(s.policy, **s.params, accounting="concurrent" if s.mode == "keep" else "paper"))
         driver_for(policy)  # a policy without a live form is a one-line error
         judge = load_judge(s.judge, seed=s.seed) if policy.needs_judge else None
         done = resumable(cache, s)
@@ -162,7 +162,7 @@ def run_lives(cache: Cache, settings: list[LiveSettings], progress: bool = True)
         t0 = time.perf_counter()
 
         def stored(pt, live: ProblemLive) -> None:
-            _store(cache, s.live_run, live, wall=job.done_wall + time.perf_counter() - t0)
+            store_problem(cache, s.live_run, live, wall=job.done_wall + time.perf_counter() - t0)
             job.lives.append(live)
             if progress:
                 print(f"[{len(job.lives)}/{len(problems)}] {s.policy} {pt.problem.problem_id}: kept "
@@ -214,7 +214,7 @@ def _finish(cache: Cache, job: _Job, ref: dict, problems: list, engine_settings:
         "seed": s.seed, "truncate": str(rule), "params": dict(getattr(policy, "params_dict", {})),
     }
     if s.compare:
-        sim_policy = make_policy(s.policy, **s.params, accounting=out["accounting"])
+        sim_policy = equip(make_policy(s.policy, **s.params, accounting=out["accounting"]))
         contexts = build_contexts(cache, s.reference_run, rule, job.judge, limit=s.limit,
                                   confidence=getattr(sim_policy, "needs_confidence", False))
         out.update(compare(contexts, sim_policy, lives, s.seed))
@@ -241,7 +241,7 @@ def _decision(live: ProblemLive, t: int) -> str:
     return "skip" if live.started is not None and not live.started[t] else "prune"
 
 
-def _store(cache: Cache, run: str, live: ProblemLive, wall: float | None = None) -> None:
+def store_problem(cache: Cache, run: str, live: ProblemLive, wall: float | None = None) -> None:
     """One problem's live traces, decisions and summary, in one transaction."""
     rank = {t: i for i, t in enumerate(live.arrival)}
     n = len(live.records)

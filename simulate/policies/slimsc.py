@@ -65,10 +65,8 @@ class SlimSC:
         self.embedder = embedder
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        if self.embedder is None:
-            from dp.judge.embedding import EmbeddingJudge
-
-            self.embedder = EmbeddingJudge()
+        if self.embedder is None:  # handed by whoever runs the policy (`dp.simulate.replay.context.equip`)
+            raise DPError("slimsc needs a segment embedder; none was handed to the policy")
         return self.embedder.embed(texts)
 
     def begin(self, n: int, replicas: int) -> SlimState:

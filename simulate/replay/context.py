@@ -23,6 +23,16 @@ from dp.judge.truncation import TruncationRule
 from dp.simulate.replay.scores import PairScores
 
 
+def equip(policy):
+    """Hand a policy what it cannot load itself (policies never load models): Slim-SC's segment
+    embedder, the shipped MiniLM, built on first use. Returns the policy."""
+    if getattr(policy, "needs_embedder", False) and policy.embedder is None:
+        from dp.judge.embedding import EmbeddingJudge
+
+        policy.embedder = EmbeddingJudge()
+    return policy
+
+
 @dataclass
 class ProblemContext:
     """Everything a policy may know about one problem's N traces (positions 0..N-1)."""

@@ -7,7 +7,7 @@ live (`live`: runs of `dp live` and `dp serve`). Each policy returns
 a Plan; this module turns plans into tokens, accuracy and pass rate, each with
 its mean and spread over orders, and pairs DeepPrune with its matched random
 controls (`dp.simulate.replay.matched`) on the same orders. Votes break ties by arrival
-(`dp.answers.majority_rows`), never by file order. It never generates and never writes traces.
+(`dp.votes.majority_rows`), never by file order. It never generates and never writes traces.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dp.answers import arrival_ranks, majority_rows
 from dp.errors import DPError
 from dp.seeds import rng as make_rng
 from dp.simulate.policies.base import PrefixPolicy
@@ -26,6 +25,7 @@ from dp.simulate.replay.context import ProblemContext
 from dp.simulate.replay.matched import CONTROLS, controls
 from dp.simulate.replay.scores import PairScores
 from dp.simulate.replay.tau_sweep import plan_taus
+from dp.votes import arrival_ranks, majority_rows
 
 ORDER_KINDS = ("random", "prefix-length", "live")
 

@@ -11,7 +11,7 @@ the same order (method.md section 4, "random pruning at the same budget"):
   (the longest run within the budget, or that run plus the next trace when that
   lands nearer; ties: within the budget).
 
-Both vote unweighted, with the same tie rule (`dp.answers.majority_rows`) and the
+Both vote unweighted, with the same tie rule (`dp.votes.majority_rows`) and the
 same accounting (`dp.simulate.policies.base.charge`). DeepPrune minus its control on the
 same orders is the judge's own contribution; the paired differences are reported by
 `dp.simulate.replay.driver`. Nothing here reads the cache or a judge.

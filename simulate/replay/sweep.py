@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dp.cache.points import append_points
 from dp.cache.store import Cache
 from dp.errors import DPError
 from dp.judge.base import load_judge
@@ -26,7 +27,7 @@ from dp.judge.truncation import TruncationRule
 from dp.provenance import stamp
 from dp.simulate.policies.deepprune import DeepPrune
 from dp.simulate.policies.registry import POLICIES, make_policy, setting_names
-from dp.simulate.replay.context import build_contexts
+from dp.simulate.replay.context import build_contexts, equip
 from dp.simulate.replay.driver import PolicyResult, replay_taus, with_judge
 
 CROSSFIT_PAIRS = 20  # training pairs per problem for each cross-fitted judge (a seeded sample)
@@ -170,7 +171,7 @@ def simulate(cache: Cache, s: SimSettings, store: bool = True) -> list[PolicyRes
     for values in itertools.product(*[v for _, v in grid_axes]) if grid_axes else [()]:
         point = {**base, **dict(zip(names, values, strict=True))}
         for name in s.policies:
-            policy = make_policy(name, **point)
+            policy = equip(make_policy(name, **point))
             if grid_axes and values and not _uses_any(policy, names) and any(j.name == name for j in jobs):
                 continue  # a policy the swept parameter does not touch runs once
             jobs.append(policy)
@@ -228,14 +229,12 @@ def store_points(cache: Cache, run: str, results: list[PolicyResult]) -> None:
     """Append one `sim_points` row per result, in one transaction."""
     st = stamp()
     with cache.transaction():
-        start = cache.con.execute("SELECT coalesce(max(point_id), 0) + 1 FROM sim_points").fetchall()[0][0]
         rows = [
-            (start + i, run, r.policy, json.dumps(r.params, sort_keys=True),
+            (run, r.policy, json.dumps(r.params, sort_keys=True),
              r.params.get("accounting", "paper"), r.orders, r.seed, r.tokens, r.tokens_std,
              r.full_tokens, r.token_reduction, r.accuracy, r.accuracy_std, r.pass_rate,
              r.judge_pairs, json.dumps({**r.summary(), "per_problem": r.per_problem}),
              st["dp_version"], st["git_hash"], st["created_at"])
-            for i, r in enumerate(results)
+            for r in results
         ]
-        cache.con.executemany(
-            "INSERT INTO sim_points VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        append_points(cache, rows)

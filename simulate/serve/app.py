@@ -107,6 +107,7 @@ class Served:
         from dp.judge.truncation import TruncationRule
         from dp.simulate.live.problem import run_problem
         from dp.simulate.policies.registry import make_policy
+        from dp.simulate.replay.context import equip
 
         tok = self.engine.tokenizer
         prompt_tokens = len(tok(build_prompt(tok, req.problem), add_special_tokens=False)["input_ids"])
@@ -114,7 +115,7 @@ class Served:
             raise ServeError(400, f"the prompt has {prompt_tokens} tokens; this server takes <= {MAX_PROMPT_TOKENS} "
                                   f"and prompt + max_tokens <= {MAX_MODEL_LEN}", "messages", "context_length_exceeded")
         accounting = "concurrent" if req.mode == "keep" else "paper"
-        policy = make_policy(req.policy, **{**req.params, "accounting": accounting})
+        policy = equip(make_policy(req.policy, **{**req.params, "accounting": accounting}))
         judge = await self.judge(req.judge) if policy.needs_judge else None
         rule = TruncationRule.parse(req.truncate)
         try:

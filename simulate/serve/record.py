@@ -19,7 +19,7 @@ import dataclasses
 from dp.cache.store import Cache, RunInfo
 from dp.errors import DPError
 from dp.simulate.live.problem import ProblemLive
-from dp.simulate.live.run import _store
+from dp.simulate.live.run import store_problem
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +61,7 @@ def record(spec: RunSpec, request: dict, live: ProblemLive) -> None:
                 dataset="serve", n=spec.n, seed=spec.seed, sampling=spec.sampling,
                 prompt_template=spec.prompt_template, settings={**spec.settings, "requests": {}, "done": {}}))
         cache.add_problems(spec.run, [problem])
-        _store(cache, spec.run, live)
+        store_problem(cache, spec.run, live)
         settings = cache.run_info(spec.run)["settings"]
         settings["done"][problem.problem_id]["correct"] = None  # no gold answer for served requests
         settings.setdefault("requests", {})[problem.problem_id] = request

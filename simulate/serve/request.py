@@ -21,10 +21,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dp.answers import arrival_ranks, extract_answer, group_answers, majority
+from dp.answers import extract_answer, group_answers
 from dp.errors import DPError
 from dp.seeds import derive
 from dp.types import AnswerKind, Problem
+from dp.votes import arrival_ranks, majority
 
 TOP_LEVEL = {"model", "messages", "temperature", "top_p", "max_tokens", "max_completion_tokens", "seed",
              "n", "stream", "dp", "user"}
