@@ -28,8 +28,8 @@ def import_table_file(path: str | Path, run: str, cache_path: str | Path, fmt: s
     from dp.cache.info import run_stats
     from dp.cache.ingest import grading_agreement, write_import
     from dp.cache.store import Cache, RunInfo
-    from dp.generate.importers.formats import matharena as import_matharena
-    from dp.generate.importers.formats import table as import_table
+    from dp.generate.importers import matharena as import_matharena
+    from dp.generate.importers import table as import_table
     from dp.generate.importers.stream import ImportStream, run_names
     from dp.generate.importers.table_source import open_table
     from dp.models import load_tokenizer

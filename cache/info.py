@@ -86,7 +86,5 @@ def run_stats(cache: Cache, run: str, token_bytes: dict[str, float] | None = Non
         "trace_accuracy": trace_acc,
         "majority_accuracy": (sum(maj) / len(maj)) if maj else None,
         "same_answer_pair_rate": (pairs[:, 0].sum() / pairs[:, 1].sum()) if pairs[:, 1].sum() else None,
-        "has_logprobs": cache.con.execute(
-            "SELECT count(*) > 0 FROM tokens JOIN traces USING (trace_id) "
-            "WHERE run = ? AND confidence IS NOT NULL LIMIT 1", [run]).fetchall()[0][0],
+        "has_logprobs": cache.has_confidence(run),
     }

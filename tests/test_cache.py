@@ -75,7 +75,7 @@ def test_failed_write_leaves_no_half_trace(tmp_path, monkeypatch):
         def boom(*a, **k):
             raise RuntimeError("disk full")
 
-        monkeypatch.setattr(store, "_topk_table", boom)  # fails after the trace rows went in
+        monkeypatch.setattr(store, "topk_table", boom)  # fails after the trace rows went in
         with pytest.raises(RuntimeError):
             c.write_traces("r", [_rec("p1", 1, "y \\boxed{3}"), _rec("p2", 0, "z \\boxed{4}")])
         assert c.con.execute("SELECT count(*) FROM traces").fetchall()[0][0] == 1

@@ -105,7 +105,7 @@ def test_score_matrix_equals_pairwise_scores(real_cache, name):
 
 def test_reused_contexts_give_the_same_points(real_cache):
     """`reuse_contexts()` (dp figures) shares one read of the run between simulate calls, same numbers."""
-    from dp.simulate.replay.driver import sweep
+    from dp.simulate.replay import sweep
     from dp.simulate.replay.sweep import SimSettings, reuse_contexts, simulate
 
     calls = [SimSettings(run="esc", policies=("deepprune", "deepprune-oracle"), judge="jaccard",

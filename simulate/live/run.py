@@ -52,6 +52,9 @@ class LiveSettings:
     compare: bool = False
     replace: bool = False
 
+    def __post_init__(self):
+        object.__setattr__(self, "rule", TruncationRule.parse(self.truncate))  # parsed once, at the edge
+
 
 IDENTITY = ("reference_run", "policy", "params", "judge", "truncate", "mode", "seed", "dtype")
 
@@ -112,7 +115,6 @@ def run_lives(cache: Cache, settings: list[LiveSettings], progress: bool = True)
     problems = cache.load_run(first.reference_run)[: first.limit]
     jobs = []
     for s in settings:  # every check before the engine starts
-        TruncationRule.parse(s.truncate)
         policy = equip(make_policy(s.policy, **s.params, accounting="concurrent" if s.mode == "keep" else "paper"))
         driver_for(policy)  # a policy without a live form is a one-line error
         judge = load_judge(s.judge, seed=s.seed) if policy.needs_judge else None
@@ -145,7 +147,7 @@ def run_lives(cache: Cache, settings: list[LiveSettings], progress: bool = True)
 
     async def run_job(engine, job: _Job) -> None:
         s = job.s
-        rule = TruncationRule.parse(s.truncate)
+        rule = s.rule
         if job.done is None:
             with cache.transaction():
                 cache.create_run(RunInfo(
@@ -185,7 +187,7 @@ def run_lives(cache: Cache, settings: list[LiveSettings], progress: bool = True)
                 def counted(pt, full):
                     timing["full_tokens"] += int(full.tokens.sum())
 
-                rule = TruncationRule.parse(first.truncate)
+                rule = first.rule
                 timing["full_seconds"] = await window(
                     lambda pt: run_problem(engine, Consensus(), None, rule, pt.problem, [int(x) for x in pt.seeds],
                                            spec, "keep", first.seed), problems, counted)
@@ -199,7 +201,7 @@ def run_lives(cache: Cache, settings: list[LiveSettings], progress: bool = True)
 def _finish(cache: Cache, job: _Job, ref: dict, problems: list, engine_settings: dict, timing: dict) -> dict:
     """The output of one policy's live run, stored on the run (complete)."""
     s, lives, policy = job.s, job.lives, job.policy
-    rule = TruncationRule.parse(s.truncate)
+    rule = s.rule
     out = {
         "live_run": s.live_run, "reference_run": s.reference_run, "policy": s.policy, "mode": s.mode,
         "accounting": "concurrent" if s.mode == "keep" else "paper", "problems": len(lives), "n": int(ref["n"]),
