@@ -35,7 +35,7 @@ lint: setup
 
 # the docs site (docs/, mkdocs.yml); --strict: a broken link or a page left out of the nav fails
 docs: setup
-	$(VENV)/bin/mkdocs build --strict --quiet -d build/site
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet -d build/site
 
 # OMP_WAIT_POLICY=PASSIVE: torch threads that spin-wait for each other on 2 shared cores ran ~5x slower
 test: setup lint docs

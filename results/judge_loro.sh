@@ -83,7 +83,7 @@ simulate)  # DeepPrune (tau 0.5, 20 orders, paper accounting) with each fold's j
   done > out/loro_simulate_cheap.jsonl
   ;;
 simulate-model)  # the same replays with the model judges where they fit 2 cores (a replay scores every
-  # pair DeepPrune compares: the LM prompt judge ~0.2 s per pair, so on qwen only; see README)
+  # pair DeepPrune compares: the LM prompt judge ~0.2 s per pair, so on qwen only; see docs/judges.md)
   for spec in "qwen qwen tokens:100 4 out/loro/qwen/llm" "qwen qwen tokens:100 4 out/loro/qwen/lm-embed" \
               "qwen qwen tokens:100 4 out/loro/qwen/cross-encoder" "qwen qwen tokens:100 4 embedding" \
               "arith arith20-n128 tokens:8 20 out/loro/arith/lm-embed" "arith arith20-n128 tokens:8 20 embedding" \

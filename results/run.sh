@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The reproduction of README "Results", step by step. Every number in results/*.json
+# The reproduction of docs/results.md, step by step. Every number in results/*.json
 # comes from one of these commands; caches live in out/ (not in git).
 # Usage: bash results/run.sh [step...]   steps: generate import judges simulate live figures
 set -euo pipefail

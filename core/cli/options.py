@@ -22,7 +22,7 @@ truncate_option = click.option(
 dtype_option = click.option(
     "--dtype", default=None, type=click.Choice(["auto", "bfloat16", "float32"]),
     help="Engine dtype. Default float32 on a CPU (seeded traces repeat bit for bit whatever the batch); "
-         "bfloat16 is faster there but not batch-invariant (README: Live runs).",
+         "bfloat16 is faster there but not batch-invariant (docs/live-and-serving.md, dtype).",
 )
 
 
