@@ -2,5 +2,5 @@
 
 The request schema (`request`), the ASGI app (`app`), recording served requests as a run
 (`record`), Prometheus metrics (`metrics`) and the process around it (`run`). Built on
-`dp.simulate.live.problem`; nothing below imports it.
+`dp.simulate.live`; nothing below imports it.
 """
