@@ -29,6 +29,7 @@ OPTIONAL = ("answer", "model", "index", "kind", "dataset", "seed", "finish_reaso
             "sampling")
 KEYS = REQUIRED + OPTIONAL
 LISTABLE = ("text", "answer", "n_tokens")  # may hold one entry per trace of a one-row problem
+ROW = "_row"  # not a key: the file row of each entry, carried through the explode
 
 _str = (pa.types.is_string, pa.types.is_large_string)
 _int = (pa.types.is_integer,)
@@ -136,6 +137,7 @@ def read_rows(cmap: ColumnMap, source: TableSource, batch_rows: int = 256) -> It
     for batch in source.batches(cols, batch_rows, strings=keep_text if source.kind == "csv" else ()):
         data = {k: batch.column(cmap.get(k)).to_pylist() for k, _ in cmap.columns}
         n = batch.num_rows
+        data[ROW] = list(range(start, start + n))
         where = f"{source.path} (rows {start}-{start + n - 1})"
         start += n
         if listed:
@@ -198,4 +200,5 @@ def _rows(d: dict[str, list], where: str) -> TraceRows:
         index=ints("index") or [None] * n, answer=d.get("answer"),
         kind=d.get("kind"), dataset=d.get("dataset"), seed=ints("seed"),
         finish=d.get("finish_reason"), file_tokens=ints("n_tokens"), sampling=d.get("sampling"),
+        row=d.get(ROW),
     )
