@@ -226,6 +226,7 @@ class ReplicaPool:
         queue = deque(work_units(jobs, batch_traces))
         alive = dict(enumerate(self.actors))  # replica index -> actor
         inflight: dict = {}  # ObjectRef -> (replica index, unit)
+        stop: str | None = None  # why the run stops once the units in flight are back
         written: set[tuple[str, int]] = set()
         traces = tokens = failures = 0
         bar = None
@@ -236,10 +237,10 @@ class ReplicaPool:
         say = bar.write if bar is not None else self.report
         t0 = time.perf_counter()
         try:
-            while queue or inflight:
+            while (queue and stop is None) or inflight:
                 busy = {r for r, _ in inflight.values()}
                 for r in [r for r in alive if r not in busy]:
-                    if not queue:
+                    if not queue or stop is not None:
                         break
                     unit = queue.popleft()
                     unit.tries += 1
@@ -257,12 +258,10 @@ class ReplicaPool:
                     failures += 1
                     unit.deaths += 1
                     alive.pop(r, None)
-                    if unit.deaths >= max_unit_failures:
-                        raise DPError(
-                            f"{unit.describe()} took down {unit.deaths} replicas (the last, pid "
-                            f"{self.pids[r]}: {_one_line(exc)}); the run stops here with {len(alive)} "
-                            "replicas alive (the traces written so far are kept; a rerun resumes)"
-                        ) from None
+                    if unit.deaths >= max_unit_failures and stop is None:  # finish the others' units, then stop
+                        stop = (f"{unit.describe()} took down {unit.deaths} replicas (the last, pid "
+                                f"{self.pids[r]}: {_one_line(exc)}); the run stopped with")
+                        continue
                     queue.appendleft(unit)
                     say(f"replica {r} (pid {self.pids[r]}) failed: {_one_line(exc)}; its {len(unit.jobs)} "
                         f"traces are re-queued, {len(alive)} replicas left")
@@ -283,6 +282,9 @@ class ReplicaPool:
                     bar.update(len(records))
                     bar.set_postfix(tok_s=f"{tokens / max(time.perf_counter() - t0, 1e-9):.0f}",
                                     replicas=len(alive))
+            if stop is not None:
+                raise DPError(f"{stop} {len(alive)} replicas alive (the traces written so far are kept; "
+                              "a rerun resumes)")
         finally:
             if bar is not None:
                 bar.close()

@@ -142,7 +142,15 @@ def test_a_unit_that_kills_every_replica_stops_the_run_after_bounded_retries():
     assert "\n" not in line and "problem 'p1' traces 0-3 took down 2 replicas" in line, line
     assert "The actor died unexpectedly" in line and "more lines" not in line and "2 replicas alive" in line
     assert sum(a.dead for a in pool.actors) == 2  # the other two live
-    assert {r.problem_id for r in written} <= {"p0", "p2"} and "p0" in {r.problem_id for r in written}
+    assert sorted((r.problem_id, r.index) for r in written) == [(p, k) for p in ("p0", "p2") for k in range(4)]
+    # units in flight when the run stops are still written; nothing new is dispatched
+    problems.append(Problem("t", "p3", "What is 3 + 1?", "4", AnswerKind.NUMBER))
+    pool, ray = _fake_pool(2, poison={"p1"})  # p0 and p1 go out; p0 back, p2 out; p1 kills: p2 comes back
+    written = []
+    with pytest.raises(DPError, match="problem 'p1' traces 0-3 took down 1 replicas .* 1 replicas alive"):
+        pool.run(problems, SamplingSpec(n=4, seed=1), set(), written.extend, progress=False, batch_traces=4,
+                 max_unit_failures=1)
+    assert sorted({r.problem_id for r in written}) == ["p0", "p2"] and len(ray.dispatched) == 3
 
 
 def test_a_replica_that_dies_once_is_replaced_and_the_run_completes():
