@@ -66,13 +66,16 @@ def main() -> None:
                     help="also time the prefix-decoding path up to this length (0: never)")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=None, help="also write the report here")
     args = ap.parse_args()
     tok = load_tokenizer("smollm2-135m")
     table = TokenText(tok)
     prefix_only = TokenText(tok)
     prefix_only._byte_offsets = lambda ids, text: None  # refuse the byte table: decode every prefix
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-          f"SmolLM2 tokenizer, seed {args.seed}, median of {args.repeat}", flush=True)
+    lines = [f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+             f"load average {os.getloadavg()[0]:.1f} at start; SmolLM2 tokenizer, seed {args.seed}, "
+             f"byte table: median of {args.repeat}"]
+    print(lines[0], flush=True)
     for n in args.tokens:
         ids = trace_ids(tok, n, args.seed)
         t_new, off = time_build(table, ids, args.repeat)
@@ -82,6 +85,9 @@ def main() -> None:
             same = "same offsets" if np.array_equal(off, ref) else "OFFSETS DIFFER"
             line += f"; every prefix decoded {t_old:8.2f} s (1 run), {t_old / t_new:,.0f}x; {same}"
         print(line, flush=True)
+        lines.append(line)
+    if args.out:
+        Path(args.out).write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
