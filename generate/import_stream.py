@@ -175,7 +175,8 @@ class ImportStream:
     def _same_problem(self, c: TraceRows, i: int) -> None:
         """Every row of a problem id (in any run) must give the same question and gold answer."""
         pid, question, gold = c.problem_id[i], c.question[i], c.gold[i]
-        digest = hashlib.blake2b(question.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        raw = b"\xff" if question is None else question.encode("utf-8", "surrogatepass")  # 0xFF: no UTF-8
+        digest = hashlib.blake2b(raw, digest_size=16).digest()
         where = f"row {c.row[i]}" if c.row else c.source
         first = self.seen.setdefault(pid, (digest, gold, where))
         if first[0] != digest or first[1] != gold:

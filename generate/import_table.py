@@ -152,7 +152,7 @@ def _explode(data: dict[str, list], where: str) -> dict[str, list]:
         for key in ("answer", "n_tokens"):
             vals = data.get(key)
             if vals is not None and vals[r] is not None and len(vals[r]) != len(texts):
-                raise DPError(f"{where}: row {r}: '{key}' has {len(vals[r])} entries, text {len(texts)}")
+                raise DPError(f"{where}: row {data[ROW][r]}: '{key}' has {len(vals[r])} entries, text {len(texts)}")
         for j, text in enumerate(texts):
             for k, vals in data.items():
                 v = vals[r]
@@ -183,11 +183,11 @@ def _rows(d: dict[str, list], where: str) -> TraceRows:
     n = len(d["text"])
     for r, t in enumerate(d["text"]):
         if t is None:
-            raise DPError(f"{where}: row {r}: the text is missing")
+            raise DPError(f"{where}: row {d[ROW][r]}: the text is missing")
     for key in ("question", "problem_id"):
         for r, v in enumerate(d[key]):
             if v is None:
-                raise DPError(f"{where}: row {r}: the {key} is missing")
+                raise DPError(f"{where}: row {d[ROW][r]}: the {key} is missing")
 
     def ints(key):
         return [_int_or_none(v, key, where) for v in d[key]] if key in d else None

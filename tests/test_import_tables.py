@@ -403,3 +403,15 @@ def test_matharena_optional_columns_of_type_null_are_absent(tmp_path):
     settings = [json.loads(s) for (s,) in con.execute("SELECT settings FROM runs").fetchall()]
     con.close()
     assert all("recorded" not in s for s in settings)
+
+
+def test_row_numbers_in_errors_count_from_the_start_of_the_file(tmp_path):
+    """A missing value past the first batch of 256 rows was reported by its row within the batch."""
+    f = tmp_path / "t.parquet"
+    texts = [f"\\boxed{{{i}}}" for i in range(300)]
+    texts[280] = None
+    pq.write_table(pa.table({"pid": [f"p{i}" for i in range(300)], "q": ["q"] * 300, "t": texts,
+                             "g": ["1"] * 300}), f)
+    line = _fail("import", f, "--format", "table", "--run", "x", "--cache", tmp_path / "c.duckdb",
+                 "--map", "problem_id=pid,question=q,text=t,gold=g")
+    assert line.endswith("(rows 256-299): row 280: the text is missing"), line
