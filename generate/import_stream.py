@@ -4,8 +4,10 @@ The table and MathArena importers read their files into `TraceRows` (plain colum
 one entry per trace); `ImportStream` takes those batches, assigns trace indices,
 tokenizes the texts in bounded sub-batches with the run's tokenizer (token ids and
 end offsets, log-probs missing) and yields `WriteBatch`es for the cache. It keeps
-per run only small state (problem ids, indices, counts), so memory does not grow
-with the text volume. When the file gives its own token counts, the re-tokenized
+per run only small state (problem ids, indices, counts; per problem id a digest of
+its question and its gold), so memory does not grow with the text volume. Rows of
+one problem id must agree on the question and the gold answer (in any run), else
+the import stops with one line naming the id and both file rows. When the file gives its own token counts, the re-tokenized
 counts are compared (`token_check`); recorded columns (MathArena's `correct`) are
 kept per trace for a later agreement check.
 
