@@ -12,7 +12,10 @@ CPU engine a run with R replicas stores exactly the traces of a run with one.
 
 If a replica dies (its process killed, its node lost) the unit it held is put back
 at the front of the queue for the others and a line is reported; the run ends with
-exactly the missing traces, each written once. If the driver dies, the cache holds
+exactly the missing traces, each written once. A unit whose replica dies
+`max_unit_failures` times (2 by default: it is retried once) is taken to be what
+kills them: the run stops with one line naming its problem and traces, and the
+other replicas live. If the driver dies, the cache holds
 every unit written so far and the same command resumes from it.
 
 Not here: storage (the sink), prompts and seeds (runner/prompts/seeds), engine
@@ -35,6 +38,7 @@ from dp.generate.sampling import SamplingSpec
 from dp.types import Problem, TraceRecord
 
 RAY_EXTRA = "pip install -e '.[ray]'"
+MAX_UNIT_FAILURES = 2  # replica deaths while holding one unit before the run stops on it
 
 
 def require_ray():
@@ -84,10 +88,18 @@ class _Unit:
 
     jobs: list[Job]
     tries: int = 0
+    deaths: int = 0  # replicas that died while holding it
 
     @property
     def keys(self) -> list[tuple[str, int]]:
         return [(j.problem.problem_id, j.index) for j in self.jobs]
+
+    def describe(self) -> str:
+        """"problem 'p1' traces 0-3" (or "traces 0, 2, 5" when not consecutive)."""
+        idx = [j.index for j in self.jobs]
+        consecutive = idx == list(range(idx[0], idx[0] + len(idx)))
+        span = f"{idx[0]}-{idx[-1]}" if consecutive and len(idx) > 1 else ", ".join(map(str, idx))
+        return f"problem '{self.jobs[0].problem.problem_id}' trace{'s' if len(idx) > 1 else ''} {span}"
 
 
 def work_units(jobs: list[Job], batch_traces: int) -> list[_Unit]:
@@ -194,13 +206,17 @@ class ReplicaPool:
         sink: Callable[[list[TraceRecord]], None], shard: tuple[int, int] = (0, 1),
         progress: bool = True, batch_traces: int = DEFAULT_BATCH_TRACES,
         on_event: Callable[[str, int, _Unit], None] | None = None,
+        max_unit_failures: int = MAX_UNIT_FAILURES,
     ) -> dict:
         """Sample every missing trace of this shard on the replicas; sink(records) per unit.
 
         `on_event(kind, replica, unit)` is called with kind "dispatch" or "done" (for
         tests and monitoring). Returns the runner's stats plus `replicas` (at the start)
-        and `replica_failures`. Raises DPError when every replica has died.
+        and `replica_failures`. Raises DPError when every replica has died, or when
+        `max_unit_failures` replicas died holding the same unit (the others are spared).
         """
+        if max_unit_failures < 1:
+            raise DPError(f"max_unit_failures must be >= 1, got {max_unit_failures}")
         mine = shard_problems(problems, shard)
         ids = [p.problem_id for p in mine]
         if len(set(ids)) != len(ids):
@@ -210,6 +226,7 @@ class ReplicaPool:
         queue = deque(work_units(jobs, batch_traces))
         alive = dict(enumerate(self.actors))  # replica index -> actor
         inflight: dict = {}  # ObjectRef -> (replica index, unit)
+        stop: str | None = None  # why the run stops once the units in flight are back
         written: set[tuple[str, int]] = set()
         traces = tokens = failures = 0
         bar = None
@@ -220,10 +237,10 @@ class ReplicaPool:
         say = bar.write if bar is not None else self.report
         t0 = time.perf_counter()
         try:
-            while queue or inflight:
+            while (queue and stop is None) or inflight:
                 busy = {r for r, _ in inflight.values()}
                 for r in [r for r in alive if r not in busy]:
-                    if not queue:
+                    if not queue or stop is not None:
                         break
                     unit = queue.popleft()
                     unit.tries += 1
@@ -239,7 +256,12 @@ class ReplicaPool:
                     records = self.ray.get(ref)
                 except (self.ray.exceptions.RayActorError, self.ray.exceptions.ObjectLostError) as exc:
                     failures += 1
+                    unit.deaths += 1
                     alive.pop(r, None)
+                    if unit.deaths >= max_unit_failures and stop is None:  # finish the others' units, then stop
+                        stop = (f"{unit.describe()} took down {unit.deaths} replicas (the last, pid "
+                                f"{self.pids[r]}: {_one_line(exc)}); the run stopped with")
+                        continue
                     queue.appendleft(unit)
                     say(f"replica {r} (pid {self.pids[r]}) failed: {_one_line(exc)}; its {len(unit.jobs)} "
                         f"traces are re-queued, {len(alive)} replicas left")
@@ -260,6 +282,9 @@ class ReplicaPool:
                     bar.update(len(records))
                     bar.set_postfix(tok_s=f"{tokens / max(time.perf_counter() - t0, 1e-9):.0f}",
                                     replicas=len(alive))
+            if stop is not None:
+                raise DPError(f"{stop} {len(alive)} replicas alive (the traces written so far are kept; "
+                              "a rerun resumes)")
         finally:
             if bar is not None:
                 bar.close()

@@ -10,18 +10,24 @@ fields and meaning:
 - offsets[i] = number of characters of `text` fully determined by the first i+1
   tokens, so text[:offsets[i]] == decode(token_ids[:i+1]) except where a token
   ends inside a multi-byte character (that character counts from the token that
-  completes it); offsets are non-decreasing and offsets[-1] == len(text);
+  completes it; a U+FFFD of the text - bytes that are no character - counts from
+  the token that starts it, as its prefix decodes to U+FFFD too); offsets are
+  non-decreasing and offsets[-1] == len(text);
 - confidence = dp.confidence.token_confidence(top-k log-probs, k).
 
 Byte-level BPE tokenizers (GPT-2 style: SmolLM2, Llama 3, Qwen) get offsets from a
-per-vocabulary byte table with numpy; any other tokenizer falls back to decoding
-every prefix (quadratic in length, exact), and so do byte-level traces whose bytes
-are not valid UTF-8 (U+FFFD in the text). Nothing here runs a model.
+per-vocabulary byte table with numpy, linear in length, also for traces that end
+inside a character (a `max_tokens` cut) or hold bytes that are no character (decoded
+as the tokenizer does: one U+FFFD per maximal invalid subpart). Any other tokenizer,
+or a decoder that does more than map bytes, falls back to decoding every prefix
+(quadratic in length, exact). Nothing here runs a model.
 """
 
 from __future__ import annotations
 
+import codecs
 import os
+import threading
 from functools import lru_cache
 
 import numpy as np
@@ -98,16 +104,57 @@ class TokenText:
     def _byte_offsets(self, ids: np.ndarray, text: str) -> np.ndarray | None:
         data = b"".join(map(self._bytes.__getitem__, ids.tolist()))
         ends = np.cumsum(self._lens[ids])  # (n,) byte end of each token
-        try:
-            decoded = data.decode("utf-8")
-        except UnicodeDecodeError:  # bytes that are no character (rare): exact fallback
-            return None
+        decoded, starts = utf8_units(data)
         if decoded != text:  # the decoder does more than map bytes (cleanup, prefix space)
             return None
-        buf = np.frombuffer(data, dtype=np.uint8)
-        starts = np.flatnonzero((buf & 0xC0) != 0x80)  # first byte of each character
-        char_ends = np.append(starts[1:], buf.size)  # byte end of each character
-        return np.searchsorted(char_ends, ends, side="right").astype(np.int32)
+        return unit_offsets(decoded, starts, ends)
+
+
+_spans = threading.local()  # the invalid spans of the decode running in this thread
+
+
+def _replace_recording(exc: UnicodeDecodeError):
+    """`errors="replace"` that also notes each invalid span (start, end) for `utf8_units`."""
+    _spans.found.append((exc.start, exc.end))
+    return "\ufffd", exc.end
+
+
+codecs.register_error("dp-replace-recording", _replace_recording)
+
+
+def utf8_units(data: bytes) -> tuple[str, np.ndarray]:
+    """Decode UTF-8 as the byte-level tokenizers do (each maximal invalid subpart -> U+FFFD,
+    like Rust's from_utf8_lossy and Python's errors="replace"); returns the text and the byte
+    start of each of its characters ((len(text),) int64, increasing)."""
+    _spans.found = spans = []
+    text = data.decode("utf-8", "dp-replace-recording")
+    buf = np.frombuffer(data, dtype=np.uint8)
+    lead = (buf & 0xC0) != 0x80  # first byte of each valid character
+    for a, b in spans:  # few: one per run of bytes that are no character
+        lead[a] = True
+        lead[a + 1 : b] = False
+    return text, np.flatnonzero(lead)
+
+
+def unit_offsets(text: str, starts: np.ndarray, ends: np.ndarray) -> np.ndarray | None:
+    """Offsets (see the module doc) from character byte starts and token byte ends, linear.
+
+    offsets[i] = characters of `text` that decode(bytes[:ends[i]]) reproduces: every character
+    whose bytes end by ends[i], plus the one cut there when it is U+FFFD (a cut character
+    decodes to U+FFFD, which matches only a U+FFFD of the text). None if `starts` does not fit
+    `text` (then only decoding every prefix is exact).
+    """
+    if starts.size != len(text):
+        return None
+    total = int(ends[-1]) if ends.size else 0
+    char_ends = np.append(starts[1:], total)  # byte end of each character
+    done = np.searchsorted(char_ends, ends, side="right")  # characters complete by each token end
+    cut = done < starts.size
+    cut[cut] = starts[done[cut]] < ends[cut]  # the token ends inside character `done`
+    if cut.any():
+        codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        cut[cut] = codes[done[cut]] == 0xFFFD
+    return (done + cut).astype(np.int32)
 
 
 def _decoder(tokenizer):

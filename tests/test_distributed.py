@@ -19,10 +19,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from dp.cache.store import Cache, RunInfo
+from dp.errors import DPError
 from dp.generate.distributed import work_units
 from dp.generate.runner import build_jobs
 from dp.generate.sampling import SamplingSpec
@@ -72,6 +74,95 @@ def test_bad_replica_options_fail_before_anything_starts(tmp_path, args, message
     r = invoke("generate", "--cache", cache, *args)
     assert r.exit_code != 0 and r.output.startswith(message) and r.output.count("\n") == 1, r.output
     assert not cache.exists()
+
+
+class _Died(Exception):
+    """Stands in for Ray's RayActorError."""
+
+
+class _Ref:
+    """An ObjectRef: hashable by identity."""
+
+    def __init__(self, actor, jobs):
+        self.actor, self.jobs = actor, jobs
+
+
+class _FakeActor:
+    """A replica whose process dies when it receives a job of a poisoned problem, or once on demand."""
+
+    def __init__(self, ray, poison):
+        self.ray, self.poison, self.dead, self.die_once = ray, poison, False, False
+        self.generate = SimpleNamespace(remote=self._remote)
+
+    def _remote(self, jobs, spec):
+        self.ray.dispatched.append(self)
+        return _Ref(self, jobs)
+
+
+class _FakeRay:
+    """What ReplicaPool.run uses of Ray: wait, get, and the actor-death exceptions."""
+
+    exceptions = SimpleNamespace(RayActorError=_Died, ObjectLostError=_Died, RayTaskError=RuntimeError)
+
+    def __init__(self):
+        self.dispatched: list[_FakeActor] = []
+
+    def wait(self, refs, num_returns=1):
+        return refs[:1], refs[1:]
+
+    def get(self, ref):
+        actor, jobs = ref.actor, ref.jobs
+        if actor.dead or actor.die_once or any(j.problem.problem_id in actor.poison for j in jobs):
+            actor.dead, actor.die_once = True, False
+            raise _Died("The actor died unexpectedly before finishing this task.\nmore lines")
+        return [SimpleNamespace(problem_id=j.problem.problem_id, index=j.index, n_tokens=3) for j in jobs]
+
+
+def _fake_pool(replicas: int, poison=(), die_once=()):
+    from dp.generate.distributed import ReplicaPool
+
+    ray = _FakeRay()
+    pool = object.__new__(ReplicaPool)  # no Ray instance, no engines: the scheduling alone
+    pool.ray, pool.tokenizer, pool.report = ray, PlainTokenizer(), print
+    pool.actors = [_FakeActor(ray, set(poison)) for _ in range(replicas)]
+    for r in die_once:
+        pool.actors[r].die_once = True
+    pool.pids = [1000 + r for r in range(replicas)]
+    return pool, ray
+
+
+def test_a_unit_that_kills_every_replica_stops_the_run_after_bounded_retries():
+    """Issue 24.12: a unit that kills each replica it lands on used to take all of them down."""
+    problems = [Problem("t", f"p{i}", f"What is {i} + 1?", str(i + 1), AnswerKind.NUMBER) for i in range(3)]
+    pool, ray = _fake_pool(4, poison={"p1"})
+    written = []
+    with pytest.raises(DPError) as err:
+        pool.run(problems, SamplingSpec(n=4, seed=1), set(), written.extend, progress=False, batch_traces=4)
+    line = str(err.value)
+    assert "\n" not in line and "problem 'p1' traces 0-3 took down 2 replicas" in line, line
+    assert "The actor died unexpectedly" in line and "more lines" not in line and "2 replicas alive" in line
+    assert sum(a.dead for a in pool.actors) == 2  # the other two live
+    assert sorted((r.problem_id, r.index) for r in written) == [(p, k) for p in ("p0", "p2") for k in range(4)]
+    # units in flight when the run stops are still written; nothing new is dispatched
+    problems.append(Problem("t", "p3", "What is 3 + 1?", "4", AnswerKind.NUMBER))
+    pool, ray = _fake_pool(2, poison={"p1"})  # p0 and p1 go out; p0 back, p2 out; p1 kills: p2 comes back
+    written = []
+    with pytest.raises(DPError, match="problem 'p1' traces 0-3 took down 1 replicas .* 1 replicas alive"):
+        pool.run(problems, SamplingSpec(n=4, seed=1), set(), written.extend, progress=False, batch_traces=4,
+                 max_unit_failures=1)
+    assert sorted({r.problem_id for r in written}) == ["p0", "p2"] and len(ray.dispatched) == 3
+
+
+def test_a_replica_that_dies_once_is_replaced_and_the_run_completes():
+    problems = [Problem("t", f"p{i}", f"What is {i} + 1?", str(i + 1), AnswerKind.NUMBER) for i in range(3)]
+    pool, ray = _fake_pool(2, die_once=(0,))
+    written = []
+    stats = pool.run(problems, SamplingSpec(n=4, seed=1), set(), written.extend, progress=False, batch_traces=2)
+    assert stats["replica_failures"] == 1 and stats["traces"] == 12
+    assert sorted((r.problem_id, r.index) for r in written) == [(f"p{i}", k) for i in range(3) for k in range(4)]
+    pool, ray = _fake_pool(1, poison={"p0"})  # one replica: it dies, nobody is left to retry
+    with pytest.raises(DPError, match="all 1 replicas died; 12 traces not generated"):
+        pool.run(problems, SamplingSpec(n=4, seed=1), set(), written.extend, progress=False)
 
 
 # ---------------------------------------------------------------- slow: the real engine on Ray

@@ -188,6 +188,36 @@ def test_offsets_match_prefix_decodes_also_inside_multibyte_characters(tokenizer
     assert text == "a日" and off.tolist() == [1, 1, 2]  # 日 is two tokens; it counts once complete
 
 
+def test_offsets_of_cut_and_invalid_bytes_come_from_the_byte_table(tokenizer, monkeypatch):
+    """A trace cut inside a character (max_tokens) or holding bytes that are no character gets its
+    offsets from the byte table (linear), equal to decoding every prefix."""
+    from dp.generate import records
+    from dp.generate.records import TokenText
+
+    exact = records._prefix_offsets
+    tt = TokenText(tokenizer)
+    first = [tokenizer.convert_tokens_to_ids(chr(c)) for c in (0xE6, 0xF0)]  # lead bytes of 日 and 😀
+    cont = tokenizer.convert_tokens_to_ids(chr(0x9F))  # a continuation byte: alone, no character
+    real = tokenizer("So 3 + 4 = 7, 日本 😀 \\boxed{7}", add_special_tokens=False)["input_ids"]
+    cases = [real + first[:1], real + [first[1], cont], [cont] + real, real[:3] + [cont, cont] + real[3:],
+             real[:5] + first[:1] + real[5:] + first[1:]]
+    rng = np.random.default_rng(7)
+    cases += [rng.integers(0, len(tokenizer), size=int(rng.integers(1, 40))) for _ in range(150)]
+    cut = 0
+    for ids in cases:
+        ids = np.asarray(ids)
+        text = tokenizer.decode(ids.tolist(), skip_special_tokens=True)
+        want = exact(tokenizer, ids, text)
+        monkeypatch.setattr(records, "_prefix_offsets", lambda *a: pytest.fail("decoded every prefix"))
+        got_text, off = tt.decode(ids)
+        monkeypatch.undo()
+        assert got_text == text and np.array_equal(off, want), (ids.tolist(), off, want)
+        cut += "\ufffd" in text
+    assert cut >= 10  # the random cases hold many bytes that are no character
+    text, off = tt.decode(np.asarray(real + first[:1]))
+    assert text.endswith("7}\ufffd") and off[-1] == len(text) and off[-2] == len(text) - 1
+
+
 # ---------------------------------------------------------------- real engines (slow)
 
 ARITH_SPEC = SamplingSpec(n=4, max_tokens=48, seed=11, store_topk=True)

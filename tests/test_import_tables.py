@@ -348,3 +348,70 @@ def test_export_round_trip_keeps_seeds_finish_reasons_and_sampling(tmp_path):
     assert json.loads(b.execute("SELECT sampling FROM runs").fetchall()[0][0]) == sampling
     a.close()
     b.close()
+
+
+@pytest.mark.parametrize(("second", "what"), [
+    ({"q": "1+2?"}, "a different question"),
+    ({"g": "3"}, "a different gold answer ('2' vs '3')"),
+    ({"g": None}, "a different gold answer ('2' vs None)"),
+])
+def test_rows_of_one_problem_id_that_disagree_are_refused(tmp_path, second, what):
+    """Issue 24.13: id "a" asked twice with another question or gold used to import as one problem."""
+    rows = [{"pid": "b", "q": "5?", "t": "\\boxed{5}", "g": "5"},
+            {"pid": "a", "q": "1+1?", "t": "\\boxed{2}", "g": "2"},
+            {"pid": "a", "q": "1+1?", "t": "\\boxed{2}", "g": "2"},
+            {"pid": "a", "q": "1+1?", "t": "\\boxed{3}", "g": "2"} | second]
+    f = tmp_path / "t.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=pa.schema(
+        [("pid", pa.string()), ("q", pa.string()), ("t", pa.string()), ("g", pa.string())])), f)
+    cache = tmp_path / "c.duckdb"
+    line = _fail("import", f, "--format", "table", "--run", "x", "--cache", cache,
+                 "--map", "problem_id=pid,question=q,text=t,gold=g")
+    assert f"problem id 'a' has {what} in row 3 than in row 1" in line and str(f) in line
+    assert not cache.exists()
+    rows[3] = rows[2]  # agreeing rows of one id are one problem, as before
+    pq.write_table(pa.Table.from_pylist(rows), f)
+    out = _ok("import", f, "--format", "table", "--run", "x", "--cache", cache,
+              "--map", "problem_id=pid,question=q,text=t,gold=g")
+    assert out["problems"] == 2 and out["traces"] == 4
+
+
+def test_matharena_rows_of_one_problem_that_disagree_are_refused(tmp_path):
+    rows = _matharena_rows()
+    rows[5]["gold_answer"] = "43"  # rows 4-7: model A's answers to problem 2
+    f = tmp_path / "m.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), f)
+    line = _fail("import", f, "--format", "matharena", "--run", "ma", "--cache", tmp_path / "c.duckdb")
+    assert "problem id '002' has a different gold answer" in line and "in row 5 than in row 4" in line
+
+
+def test_matharena_optional_columns_of_type_null_are_absent(tmp_path):
+    """Issue 24.13: pandas writes an all-missing column as Parquet type null; `correct` was refused."""
+    rows = [r | {"correct": None, "parsed_answer": None, "output_tokens": None, "model_config": None}
+            for r in _matharena_rows()]
+    f = tmp_path / "nulls.parquet"
+    table = pa.Table.from_pylist(rows)
+    assert all(pa.types.is_null(table.schema.field(c).type)
+               for c in ("correct", "parsed_answer", "output_tokens", "model_config"))
+    pq.write_table(table, f)
+    cache = tmp_path / "c.duckdb"
+    out = _ok("import", f, "--format", "matharena", "--run", "ma", "--cache", cache)
+    for r in out["runs"]:
+        assert r["traces"] == 12 and r["grading_agreement"] is None and r["token_check"] is None
+        assert r["trace_accuracy"] == pytest.approx(9 / 12)
+    con = duckdb.connect(str(cache), read_only=True)
+    settings = [json.loads(s) for (s,) in con.execute("SELECT settings FROM runs").fetchall()]
+    con.close()
+    assert all("recorded" not in s for s in settings)
+
+
+def test_row_numbers_in_errors_count_from_the_start_of_the_file(tmp_path):
+    """A missing value past the first batch of 256 rows was reported by its row within the batch."""
+    f = tmp_path / "t.parquet"
+    texts = [f"\\boxed{{{i}}}" for i in range(300)]
+    texts[280] = None
+    pq.write_table(pa.table({"pid": [f"p{i}" for i in range(300)], "q": ["q"] * 300, "t": texts,
+                             "g": ["1"] * 300}), f)
+    line = _fail("import", f, "--format", "table", "--run", "x", "--cache", tmp_path / "c.duckdb",
+                 "--map", "problem_id=pid,question=q,text=t,gold=g")
+    assert line.endswith("(rows 256-299): row 280: the text is missing"), line

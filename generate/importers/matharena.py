@@ -40,11 +40,13 @@ def check_schema(source: TableSource) -> list[str]:
     expect = {
         "problem": pa.types.is_string, "model_name": pa.types.is_string, "answer": pa.types.is_string,
         "idx_answer": pa.types.is_integer, "output_tokens": pa.types.is_integer,
-        "correct": pa.types.is_boolean, "parsed_answer": lambda t: pa.types.is_string(t) or pa.types.is_null(t),
+        "correct": pa.types.is_boolean, "parsed_answer": pa.types.is_string,
         "problem_idx": lambda t: pa.types.is_string(t) or pa.types.is_integer(t),
         "all_messages": lambda t: pa.types.is_string(t) or pa.types.is_list(t),
     }
-    cols = [c for c in REQUIRED + OPTIONAL if c in schema.names]
+    # an optional column whose values are all missing (Parquet type null, as pandas writes it) is absent
+    cols = [c for c in REQUIRED + OPTIONAL if c in schema.names
+            and not (c in OPTIONAL and pa.types.is_null(schema.field(c).type))]
     for col in cols:
         test = expect.get(col)
         if test is not None and not (test(schema.field(col).type) or pa.types.is_large_string(schema.field(col).type)):
@@ -95,4 +97,5 @@ def read_rows(source: TableSource, batch_rows: int = 256) -> Iterator[TraceRows]
             recorded={c: d[c] for c in RECORDED if c in d},
             sampling=[json.dumps({"model_config": c}) if c else None
                       for c in d.get("model_config", [None] * n)],
+            row=list(range(start - n, start)),
         )

@@ -4,8 +4,10 @@ The table and MathArena importers read their files into `TraceRows` (plain colum
 one entry per trace); `ImportStream` takes those batches, assigns trace indices,
 tokenizes the texts in bounded sub-batches with the run's tokenizer (token ids and
 end offsets, log-probs missing) and yields `WriteBatch`es for the cache. It keeps
-per run only small state (problem ids, indices, counts), so memory does not grow
-with the text volume. When the file gives its own token counts, the re-tokenized
+per run only small state (problem ids, indices, counts; per problem id a digest of
+its question and its gold), so memory does not grow with the text volume. Rows of
+one problem id must agree on the question and the gold answer (in any run), else
+the import stops with one line naming the id and both file rows. When the file gives its own token counts, the re-tokenized
 counts are compared (`token_check`); recorded columns (MathArena's `correct`) are
 kept per trace for a later agreement check.
 
@@ -15,6 +17,7 @@ It does not read files and does not write the cache: the CLI hands its batches t
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -47,6 +50,7 @@ class TraceRows:
     file_tokens: list[int | None] | None = None  # token counts the file gives
     recorded: dict[str, list] = field(default_factory=dict)  # kept as is (e.g. MathArena correct)
     sampling: list[str | None] | None = None  # JSON text of the sampling settings, if any
+    row: list[int] | None = None  # the file row of each trace (0-based), for error messages
 
 
 @dataclass
@@ -112,6 +116,7 @@ class ImportStream:
         self.backend = getattr(tokenizer, "backend_tokenizer", None)
         self.runs = runs  # model name (None: the only one) -> run name
         self.state = {r: RunState(r, m or default_model, dataset) for m, r in runs.items()}
+        self.seen: dict[str, tuple[bytes, str | None, str]] = {}  # problem id -> (question digest, gold, where)
 
     def _run_of(self, model: str | None) -> str | None:
         """The run of a row's model; None for a model not imported (see --model)."""
@@ -135,6 +140,7 @@ class ImportStream:
             metas = []
             for i in rows:
                 pid = c.problem_id[i]
+                self._same_problem(c, i)
                 if pid not in st.problems:
                     kind = (c.kind[i] if c.kind else None) or AnswerKind.EXPRESSION.value
                     if kind not in {k.value for k in AnswerKind}:
@@ -167,6 +173,18 @@ class ImportStream:
                                        zip(part, records, strict=True) if c.file_tokens[i] is not None]
                 yield WriteBatch(run, new if first else [], records)
                 first = False
+
+    def _same_problem(self, c: TraceRows, i: int) -> None:
+        """Every row of a problem id (in any run) must give the same question and gold answer."""
+        pid, question, gold = c.problem_id[i], c.question[i], c.gold[i]
+        raw = b"\xff" if question is None else question.encode("utf-8", "surrogatepass")  # 0xFF: no UTF-8
+        digest = hashlib.blake2b(raw, digest_size=16).digest()
+        where = f"row {c.row[i]}" if c.row else c.source
+        first = self.seen.setdefault(pid, (digest, gold, where))
+        if first[0] != digest or first[1] != gold:
+            what = "question" if first[0] != digest else f"gold answer ({first[1]!r} vs {gold!r})"
+            raise DPError(f"{c.source}: problem id '{pid}' has a different {what} in {where} than in "
+                          f"{first[2]}; give each problem its own id")
 
     def _records(self, c: TraceRows, part: list[tuple[int, str, int]]) -> list[TraceRecord]:
         texts = [c.text[i] for i, _, _ in part]

@@ -29,6 +29,7 @@ OPTIONAL = ("answer", "model", "index", "kind", "dataset", "seed", "finish_reaso
             "sampling")
 KEYS = REQUIRED + OPTIONAL
 LISTABLE = ("text", "answer", "n_tokens")  # may hold one entry per trace of a one-row problem
+ROW = "_row"  # not a key: the file row of each entry, carried through the explode
 
 _str = (pa.types.is_string, pa.types.is_large_string)
 _int = (pa.types.is_integer,)
@@ -136,6 +137,7 @@ def read_rows(cmap: ColumnMap, source: TableSource, batch_rows: int = 256) -> It
     for batch in source.batches(cols, batch_rows, strings=keep_text if source.kind == "csv" else ()):
         data = {k: batch.column(cmap.get(k)).to_pylist() for k, _ in cmap.columns}
         n = batch.num_rows
+        data[ROW] = list(range(start, start + n))
         where = f"{source.path} (rows {start}-{start + n - 1})"
         start += n
         if listed:
@@ -150,7 +152,7 @@ def _explode(data: dict[str, list], where: str) -> dict[str, list]:
         for key in ("answer", "n_tokens"):
             vals = data.get(key)
             if vals is not None and vals[r] is not None and len(vals[r]) != len(texts):
-                raise DPError(f"{where}: row {r}: '{key}' has {len(vals[r])} entries, text {len(texts)}")
+                raise DPError(f"{where}: row {data[ROW][r]}: '{key}' has {len(vals[r])} entries, text {len(texts)}")
         for j, text in enumerate(texts):
             for k, vals in data.items():
                 v = vals[r]
@@ -181,11 +183,11 @@ def _rows(d: dict[str, list], where: str) -> TraceRows:
     n = len(d["text"])
     for r, t in enumerate(d["text"]):
         if t is None:
-            raise DPError(f"{where}: row {r}: the text is missing")
+            raise DPError(f"{where}: row {d[ROW][r]}: the text is missing")
     for key in ("question", "problem_id"):
         for r, v in enumerate(d[key]):
             if v is None:
-                raise DPError(f"{where}: row {r}: the {key} is missing")
+                raise DPError(f"{where}: row {d[ROW][r]}: the {key} is missing")
 
     def ints(key):
         return [_int_or_none(v, key, where) for v in d[key]] if key in d else None
@@ -198,4 +200,5 @@ def _rows(d: dict[str, list], where: str) -> TraceRows:
         index=ints("index") or [None] * n, answer=d.get("answer"),
         kind=d.get("kind"), dataset=d.get("dataset"), seed=ints("seed"),
         finish=d.get("finish_reason"), file_tokens=ints("n_tokens"), sampling=d.get("sampling"),
+        row=d.get(ROW),
     )
