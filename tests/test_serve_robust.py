@@ -1,0 +1,103 @@
+"""`dp serve` under load without vLLM (`tests.fake_engine`): a slow judge does not stall the server,
+recording waits for a busy cache and never loses a request, grading is bounded in time."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+from dp.simulate.serve_app import Served, ServeSettings, create_app
+from dp.simulate.serve_request import ServerDefaults
+from tests.fake_engine import FakeEngine
+
+
+class SlowJudge:
+    """A judge that takes `seconds` per call (as a neural judge on a busy CPU does)."""
+
+    name = "slow"
+    cacheable = False
+
+    def __init__(self, seconds: float):
+        self.seconds, self.calls = seconds, 0
+
+    def score(self, left, right) -> np.ndarray:
+        self.calls += 1
+        time.sleep(self.seconds)
+        return np.full(len(left), 0.9)
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return FakeEngine()
+
+
+def served(engine, record_spec=None, **kw) -> Served:
+    d = ServerDefaults(model="smollm2-135m", n=4, max_tokens=64, policy="deepprune", params={"tau": 0.5},
+                       judge="jaccard", truncate="tokens:6", seed=3, **kw)
+    return Served(engine, ServeSettings(defaults=d), record_spec)
+
+
+async def _health_while_answering(s: Served) -> tuple[dict, list[float]]:
+    app = create_app(s)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://dp") as client:
+        chat = asyncio.ensure_future(client.post("/v1/chat/completions", json={
+            "messages": [{"role": "user", "content": "What is 2 + 3?"}]}, timeout=60))
+        waits = []
+        while not chat.done():
+            t0 = time.perf_counter()
+            r = await client.get("/health")
+            waits.append(time.perf_counter() - t0)
+            assert r.status_code == 200
+            await asyncio.sleep(0.02)
+        out = await chat
+    assert out.status_code == 200, out.text
+    return out.json(), waits
+
+
+def test_health_answers_at_once_while_a_slow_judge_works(engine):
+    s = served(engine)
+    judge = SlowJudge(0.6)
+    s.judges["jaccard"] = judge
+    out, waits = asyncio.run(_health_while_answering(s))
+    assert judge.calls >= 3  # 4 traces: every later arrival is judged against the clusters so far
+    assert out["dp"]["judge_seconds"] >= 0.6 * judge.calls - 0.05  # the judge's own time, measured in its thread
+    assert len(waits) >= 5 and max(waits) < 0.3, waits  # /health never waited for a judge call (0.6 s each)
+
+
+def test_lm_embed_prefix_memory_is_bounded():
+    import torch
+
+    from dp.judge.lm_embed import LMEmbedJudge, LMEmbedSettings
+
+    class TinyLM(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = torch.nn.Embedding(128, 8)
+
+        def forward(self, input_ids, attention_mask, output_hidden_states):
+            h = self.emb(input_ids)
+            return type("Out", (), {"hidden_states": (h, h)})
+
+    class Tok:
+        eos_token_id = 0
+
+        def __call__(self, texts, add_special_tokens=False):
+            return {"input_ids": [[ord(c) % 127 + 1 for c in t] for t in texts]}
+
+    torch.manual_seed(0)
+    judge = LMEmbedJudge(LMEmbedSettings(), memory=50)
+    judge._lm = (TinyLM().eval(), Tok())  # a stand-in LM: no model weights in the fast tier
+    first = judge.embed(["prefix 0", "prefix 1"])
+    for i in range(20):  # a server's traffic: 200 distinct prefixes, 10 per call
+        judge.embed([f"prefix {i * 10 + k}" for k in range(10)])
+    passes = judge.texts_embedded
+    again = judge.embed(["prefix 0", "prefix 1"])  # long forgotten: embedded again, to the same vectors
+    assert judge.texts_embedded == passes + 2
+    np.testing.assert_allclose(again, first, rtol=1e-6)
+    assert judge.remembered <= 50
+    big = judge.embed([f"other {k}" for k in range(80)])  # one call's texts are all held until it returns
+    assert big.shape == (80, 8) and judge.remembered == 50
