@@ -9,13 +9,21 @@ policy, settings, judge, truncation rule and mode; the per-trace seeds are in th
 traces. `dp simulate --run serve-...` then replays the recorded traffic.
 
 The cache is opened for each write only (like `dp generate`'s batches), so other
-`dp` commands can read it while the server runs. It never generates.
+`dp` commands can read it while the server runs. A `Recorder` is the server's one
+writer: requests are queued and written one at a time in the order they were
+answered; while another command holds the cache (a `dp simulate` replay holds its
+writer for the whole replay) the writer waits and tries again, for as long as it
+takes, so a served request is never dropped for a busy cache; `close` waits until
+the queue is written. It never generates.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import sys
 
+from dp.cache.lock import CacheLocked, lock_wait
 from dp.cache.store import Cache, RunInfo
 from dp.errors import DPError
 from dp.simulate.live import ProblemLive
@@ -49,12 +57,14 @@ def check_target(path: str, run: str, model: str) -> None:
                               "choose another --record-run")
 
 
-def record(spec: RunSpec, request: dict, live: ProblemLive) -> None:
-    """Store one answered request (all or nothing): the problem, its traces and live rows, its provenance."""
+def record(spec: RunSpec, request: dict, live: ProblemLive, wait: float | None = None) -> None:
+    """Store one answered request (all or nothing): the problem, its traces and live rows, its provenance.
+    Waits up to `wait` seconds (default DP_LOCK_WAIT) for another process's lock, then `CacheLocked`."""
     from dp.types import Problem
 
+    request = dict(request)
     problem: Problem = request.pop("problem")
-    with Cache(spec.path, write=True) as cache, cache.transaction():
+    with Cache(spec.path, write=True, wait=wait) as cache, cache.transaction():
         if not cache.has_run(spec.run):
             cache.create_run(RunInfo(
                 run=spec.run, model=spec.model, engine=spec.engine, tokenizer=spec.tokenizer, source="serve",
@@ -66,3 +76,68 @@ def record(spec: RunSpec, request: dict, live: ProblemLive) -> None:
         settings["done"][problem.problem_id]["correct"] = None  # no gold answer for served requests
         settings.setdefault("requests", {})[problem.problem_id] = request
         cache.update_run_settings(spec.run, settings)
+
+
+class Recorder:
+    """The server's one cache writer: `submit` queues a request, a background task writes the queue in order."""
+
+    def __init__(self, spec: RunSpec, write=record):
+        self.spec, self._write = spec, write
+        self._queue: asyncio.Queue | None = None
+        self._task: asyncio.Task | None = None
+        self.written = 0
+        self.waiting_since: float | None = None  # monotonic time the writer began waiting for a busy cache
+
+    @property
+    def pending(self) -> int:
+        """Requests answered and not yet written."""
+        return 0 if self._queue is None else self._queue.qsize() + (self.waiting_since is not None)
+
+    def submit(self, request: dict, live: ProblemLive) -> asyncio.Future:
+        """Queue one request; the future is done once it is written (or failed for another reason than a
+        busy cache, with that error)."""
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        done = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((request, live, done))
+        return done
+
+    async def _run(self) -> None:
+        import time
+
+        while True:
+            request, live, done = await self._queue.get()
+            try:
+                while True:
+                    try:
+                        await asyncio.to_thread(self._write, self.spec, request, live, lock_wait())
+                        break
+                    except CacheLocked as e:  # another command holds the cache: wait for it, never drop
+                        if self.waiting_since is None:
+                            self.waiting_since = time.monotonic()
+                            print(f"warning: {e}; {self.pending} request(s) queued, still waiting", file=sys.stderr,
+                                  flush=True)
+                        await asyncio.sleep(0.2)
+                if self.waiting_since is not None:
+                    print(f"recording resumed after {time.monotonic() - self.waiting_since:.0f} s", file=sys.stderr,
+                          flush=True)
+                    self.waiting_since = None
+                self.written += 1
+                if not done.done():
+                    done.set_result(True)
+            except Exception as e:  # noqa: BLE001 - reported on the request; the writer goes on
+                self.waiting_since = None
+                if not done.done():
+                    done.set_exception(e)
+            finally:
+                self._queue.task_done()
+
+    async def close(self) -> None:
+        """Wait until every queued request is written, then stop the writer."""
+        if self._queue is None:
+            return
+        if self.pending:
+            print(f"waiting to record {self.pending} request(s) in {self.spec.path}", file=sys.stderr, flush=True)
+        await self._queue.join()
+        self._task.cancel()

@@ -77,6 +77,8 @@ def serve(settings: ServeSettings, on_ready=None) -> dict:
             if on_ready is not None:
                 asyncio.get_running_loop().create_task(_when_started(server, on_ready, record_spec))
             await server.serve()
+            if served.recorder is not None:  # every answered request is written before the server exits
+                await served.recorder.close()
             summary.update(answered=served.answered, in_flight_at_exit=served.in_flight,
                            run=record_spec.run if record_spec else None)
         finally:

@@ -101,3 +101,73 @@ def test_lm_embed_prefix_memory_is_bounded():
     assert judge.remembered <= 50
     big = judge.embed([f"other {k}" for k in range(80)])  # one call's texts are all held until it returns
     assert big.shape == (80, 8) and judge.remembered == 50
+
+
+def record_spec(path, run="serve-t"):
+    from dp.simulate.serve_record import RunSpec, check_target
+
+    check_target(str(path), run, "smollm2-135m")
+    return RunSpec(path=str(path), run=run, model="smollm2-135m", engine="fake", tokenizer="smollm2-135m",
+                   prompt_template="t", sampling={}, n=4, seed=3, settings={})
+
+
+def hold_writer(path, seconds: float):
+    """Another process that holds the cache's writer lock for `seconds` (as a `dp simulate` replay does)."""
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time\n"
+                          f"c = duckdb.connect({str(path)!r}); print('held', flush=True); time.sleep({seconds})"],
+                         stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "held"
+    return p
+
+
+async def _ask(s: Served, k: int) -> list[dict]:
+    app = create_app(s)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://dp") as client:
+        rs = [await client.post("/v1/chat/completions", json={
+            "messages": [{"role": "user", "content": f"What is 2 + {i}?"}], "dp": {"policy": "cons"}}, timeout=60)
+            for i in range(k)]
+        if getattr(s, "recorder", None) is not None:
+            await s.recorder.close()
+    assert all(r.status_code == 200 for r in rs), [r.text for r in rs]
+    return [r.json()["dp"] for r in rs]
+
+
+def test_a_request_is_recorded_after_a_writer_held_longer_than_the_lock_wait(engine, tmp_path, monkeypatch):
+    from dp.cache.store import Cache
+
+    monkeypatch.setenv("DP_LOCK_WAIT", "0.5")
+    path = tmp_path / "served.duckdb"
+    s = served(engine, record_spec(path))
+    holder = hold_writer(path, 3.0)  # six times the lock wait
+    try:
+        t0 = time.perf_counter()
+        out = asyncio.run(_ask(s, 2))
+        waited = time.perf_counter() - t0
+    finally:
+        holder.wait(timeout=30)
+    assert all(o["recorded"] and "record_error" not in o for o in out), out  # nothing lost ...
+    assert waited >= 2.0  # ... because the writer waited for the other process
+    with Cache(path) as c:
+        assert sorted(p.problem.problem_id for p in c.load_run("serve-t")) == sorted(o["problem_id"] for o in out)
+
+
+def test_a_response_does_not_wait_for_a_busy_cache_and_its_record_follows(engine, tmp_path, monkeypatch):
+    import dataclasses
+
+    from dp.cache.store import Cache
+
+    monkeypatch.setenv("DP_LOCK_WAIT", "0.5")
+    path = tmp_path / "served.duckdb"
+    s = served(engine, record_spec(path))
+    s.settings = dataclasses.replace(s.settings, record_wait=0.2)
+    holder = hold_writer(path, 3.0)
+    try:
+        out = asyncio.run(_ask(s, 2))  # returns once the queue is written (close)
+    finally:
+        holder.wait(timeout=30)
+    assert [o["recorded"] for o in out] == [False, False] and all(o["record_queued"] for o in out)
+    with Cache(path) as c:
+        assert len(c.load_run("serve-t")) == 2
