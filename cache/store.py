@@ -261,10 +261,12 @@ class Cache:
         rows = self.con.execute("SELECT problem_id, idx FROM traces WHERE run = ?", [run]).fetchall()
         return {(p, int(i)) for p, i in rows}
 
-    def write_traces(self, run: str, records: Sequence[TraceRecord]) -> list[int]:
+    def write_traces(self, run: str, records: Sequence[TraceRecord],
+                     classes: dict[str, np.ndarray] | None = None) -> list[int]:
         """Store traces (all or none) and re-class the answers of the problems they touch.
 
-        Returns the new trace ids. The problems must already be registered.
+        Returns the new trace ids. The problems must already be registered. `classes`:
+        answer classes already computed for some problems (see `assign_classes`).
         """
         self._need_write()
         if not records:
@@ -297,11 +299,15 @@ class Cache:
             topk = _topk_table(ids, records)
             if topk is not None:
                 self._insert_arrow("topk", topk)
-            self.assign_classes(run, sorted({r.problem_id for r in records}))
+            self.assign_classes(run, sorted({r.problem_id for r in records}), classes)
         return ids
 
-    def assign_classes(self, run: str, problem_ids: Sequence[str]) -> None:
-        """Recompute answer classes and correctness of the given problems, in index order."""
+    def assign_classes(self, run: str, problem_ids: Sequence[str],
+                       given: dict[str, np.ndarray] | None = None) -> None:
+        """Recompute answer classes and correctness of the given problems, in index order.
+
+        `given`: {problem_id: (n,) classes of its stored answers in index order}, computed
+        elsewhere (e.g. with a time limit, `dp.grading`); used instead of grouping here."""
         problems = {p.problem_id: p for p in self.problems(run)}
         updates = []
         for pid in problem_ids:
@@ -311,7 +317,12 @@ class Cache:
                 [run, pid],
             ).fetchall()
             answers = [a for _, a in rows]
-            classes = ans.group_answers(answers, p.kind)
+            if given is not None and pid in given:
+                classes = np.asarray(given[pid], dtype=np.int32)
+                if classes.shape != (len(rows),):
+                    raise DPError(f"{len(classes)} answer classes given for {len(rows)} traces of problem {pid!r}")
+            else:
+                classes = ans.group_answers(answers, p.kind)
             class_ok: dict[int, bool | None] = {}
             for c, a in zip(classes, answers, strict=True):
                 if int(c) not in class_ok:

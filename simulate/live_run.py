@@ -241,12 +241,14 @@ def _decision(live: ProblemLive, t: int) -> str:
     return "skip" if live.started is not None and not live.started[t] else "prune"
 
 
-def _store(cache: Cache, run: str, live: ProblemLive, wall: float | None = None) -> None:
-    """One problem's live traces, decisions and summary, in one transaction."""
+def _store(cache: Cache, run: str, live: ProblemLive, wall: float | None = None,
+           classes: np.ndarray | None = None) -> None:
+    """One problem's live traces, decisions and summary, in one transaction (`classes`: the
+    answer classes of its traces by index, when computed already)."""
     rank = {t: i for i, t in enumerate(live.arrival)}
     n = len(live.records)
     with cache.transaction():
-        cache.write_traces(run, live.records)
+        cache.write_traces(run, live.records, None if classes is None else {live.problem_id: classes})
         write_live_rows(cache, run, live.problem_id, [rank.get(t, -1) for t in range(n)],
                         [_decision(live, t) for t in range(n)],
                         [int(x) for x in live.decision_token], [int(x) for x in live.tokens])

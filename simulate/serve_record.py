@@ -14,7 +14,9 @@ writer: requests are queued and written one at a time in the order they were
 answered; while another command holds the cache (a `dp simulate` replay holds its
 writer for the whole replay) the writer waits and tries again, for as long as it
 takes, so a served request is never dropped for a busy cache; `close` waits until
-the queue is written. It never generates.
+the queue is written. The answers of a request are grouped into classes before the
+cache is opened, by a `dp.grading.Grader` (a worker process with a time limit), so a
+pathological answer can neither hang the writer nor hold the cache. It never generates.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sys
+
+import numpy as np
 
 from dp.cache.lock import CacheLocked, lock_wait
 from dp.cache.store import Cache, RunInfo
@@ -57,9 +61,20 @@ def check_target(path: str, run: str, model: str) -> None:
                               "choose another --record-run")
 
 
-def record(spec: RunSpec, request: dict, live: ProblemLive, wait: float | None = None) -> None:
+def answer_classes(live: ProblemLive, kind, grader) -> np.ndarray:
+    """(n,) answer classes of a request's traces by index, as the cache would group them, graded by
+    `grader` (`dp.grading.Grader`: bounded time)."""
+    from dp.answers import extract_answer
+
+    records = sorted(live.records, key=lambda r: r.index)
+    return grader.classes([extract_answer(r.text, kind) for r in records], kind)
+
+
+def record(spec: RunSpec, request: dict, live: ProblemLive, wait: float | None = None,
+           classes: np.ndarray | None = None) -> None:
     """Store one answered request (all or nothing): the problem, its traces and live rows, its provenance.
-    Waits up to `wait` seconds (default DP_LOCK_WAIT) for another process's lock, then `CacheLocked`."""
+    Waits up to `wait` seconds (default DP_LOCK_WAIT) for another process's lock, then `CacheLocked`.
+    `classes`: the traces' answer classes (`answer_classes`); None = grouped here, in this thread."""
     from dp.types import Problem
 
     request = dict(request)
@@ -71,7 +86,7 @@ def record(spec: RunSpec, request: dict, live: ProblemLive, wait: float | None =
                 dataset="serve", n=spec.n, seed=spec.seed, sampling=spec.sampling,
                 prompt_template=spec.prompt_template, settings={**spec.settings, "requests": {}, "done": {}}))
         cache.add_problems(spec.run, [problem])
-        _store(cache, spec.run, live)
+        _store(cache, spec.run, live, classes=classes)
         settings = cache.run_info(spec.run)["settings"]
         settings["done"][problem.problem_id]["correct"] = None  # no gold answer for served requests
         settings.setdefault("requests", {})[problem.problem_id] = request
@@ -81,8 +96,11 @@ def record(spec: RunSpec, request: dict, live: ProblemLive, wait: float | None =
 class Recorder:
     """The server's one cache writer: `submit` queues a request, a background task writes the queue in order."""
 
-    def __init__(self, spec: RunSpec, write=record):
+    def __init__(self, spec: RunSpec, write=record, grader=None):
+        from dp.grading import Grader
+
         self.spec, self._write = spec, write
+        self.grader = grader if grader is not None else Grader()
         self._queue: asyncio.Queue | None = None
         self._task: asyncio.Task | None = None
         self.written = 0
@@ -109,9 +127,11 @@ class Recorder:
         while True:
             request, live, done = await self._queue.get()
             try:
+                # graded once, before the cache is opened, in bounded time (a worker process)
+                classes = await asyncio.to_thread(answer_classes, live, request["problem"].kind, self.grader)
                 while True:
                     try:
-                        await asyncio.to_thread(self._write, self.spec, request, live, lock_wait())
+                        await asyncio.to_thread(self._write, self.spec, request, live, lock_wait(), classes)
                         break
                     except CacheLocked as e:  # another command holds the cache: wait for it, never drop
                         if self.waiting_since is None:
@@ -141,3 +161,4 @@ class Recorder:
             print(f"waiting to record {self.pending} request(s) in {self.spec.path}", file=sys.stderr, flush=True)
         await self._queue.join()
         self._task.cancel()
+        self.grader.close()

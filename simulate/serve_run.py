@@ -67,6 +67,8 @@ def serve(settings: ServeSettings, on_ready=None) -> dict:
             if settings.record:
                 record_spec = _record_spec(settings, engine, run)
             served = Served(engine, settings, record_spec)
+            if served.recorder is not None:  # the answer-grading worker, started before the first request
+                await asyncio.to_thread(served.recorder.grader.start)
             if make_needs_judge(served.defaults):
                 await served.judge(served.defaults.judge)
             config = uvicorn.Config(create_app(served), host=settings.host, port=settings.port, lifespan="off",

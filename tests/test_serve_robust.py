@@ -171,3 +171,70 @@ def test_a_response_does_not_wait_for_a_busy_cache_and_its_record_follows(engine
     assert [o["recorded"] for o in out] == [False, False] and all(o["record_queued"] for o in out)
     with Cache(path) as c:
         assert len(c.load_run("serve-t")) == 2
+
+
+TOWER = ["9^{9^{9^{9}}}", "9^{9^{9^{9}}}+1"]  # Math-Verify runs on these for good without its alarm
+
+
+def answered(texts: list[str], pid: str = "chatcmpl-p"):
+    from dp.simulate.live import ProblemLive
+    from dp.types import AnswerKind, FinishReason, Problem, TraceRecord
+
+    n = len(texts)
+    records = [TraceRecord(problem_id=pid, index=t, text=x, token_ids=np.arange(3, dtype=np.int32),
+                           offsets=np.array([1, 2, len(x)], dtype=np.int32), seed=t, finish_reason=FinishReason.STOP)
+               for t, x in enumerate(texts)]
+    live = ProblemLive(problem_id=pid, records=records, arrival=list(range(n)), decision_token=np.full(n, 3),
+                       finished=np.ones(n, bool), tokens=np.full(n, 3), correct=False, seconds=0.1)
+    problem = Problem(dataset="serve", problem_id=pid, question="q", gold=None, kind=AnswerKind.EXPRESSION)
+    return {"problem": problem, "request_id": pid}, live
+
+
+def record_tower(path: str) -> None:
+    """The server's recording path on a tower of powers, then on an ordinary request (in a child process)."""
+    from dp.simulate.serve_record import Recorder
+
+    async def go():
+        rec = Recorder(record_spec(path))
+        first = rec.submit(*answered([f"so \\boxed{{{a}}}" for a in TOWER], "chatcmpl-a"))
+        second = rec.submit(*answered(["\\boxed{1/2}", "\\boxed{0.5}", "\\boxed{3}"], "chatcmpl-b"))
+        assert [await first, await second] == [True, True]
+        await rec.close()
+
+    asyncio.run(go())
+
+
+def test_a_pathological_answer_is_graded_in_bounded_time_and_the_recorder_goes_on(tmp_path):
+    import subprocess
+    import sys
+
+    from dp.cache.store import Cache
+
+    path = tmp_path / "served.duckdb"
+    try:  # a child process: a hang (big-int powers hold the GIL) must not hang the test session
+        r = subprocess.run([sys.executable, "-c", "from tests.test_serve_robust import record_tower; "
+                            f"record_tower({str(path)!r})"], capture_output=True, text=True, timeout=90)
+    except subprocess.TimeoutExpired:
+        pytest.fail("recording hung on a pathological answer (90 s)")
+    assert r.returncode == 0, r.stderr[-2000:]
+    with Cache(path) as c:
+        by_id = {p.problem.problem_id: p for p in c.load_run("serve-t")}
+    assert list(by_id["chatcmpl-a"].classes) == [0, 1]  # not shown equivalent
+    assert list(by_id["chatcmpl-b"].classes) == [0, 0, 1]  # Math-Verify still groups the ordinary answers
+
+
+def test_grading_past_its_time_limit_falls_back_to_strings_and_restarts_the_worker():
+    from dp.answers import FAILURES
+    from dp.grading import Grader
+    from dp.types import AnswerKind
+
+    g = Grader(timeout=0.5)
+    try:
+        before = FAILURES["grading"]
+        t0 = time.perf_counter()
+        out = g.classes([TOWER[0], None, TOWER[1], TOWER[0]], AnswerKind.EXPRESSION)
+        assert time.perf_counter() - t0 < 10  # the 0.5 s limit, and a worker killed
+        assert list(out) == [0, -1, 1, 0] and g.timeouts == 1 and FAILURES["grading"] == before + 1
+        assert list(g.classes(["\\frac{1}{2}", "0.5", "x"], AnswerKind.EXPRESSION)) == [0, 0, 1]  # a fresh worker
+    finally:
+        g.close()
