@@ -31,7 +31,7 @@ from dp.cache.lock import CacheLocked, lock_wait
 from dp.cache.store import Cache, RunInfo
 from dp.errors import DPError
 from dp.simulate.live import ProblemLive
-from dp.simulate.live_run import _store
+from dp.simulate.live_run import _store, stored_records
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,11 +62,11 @@ def check_target(path: str, run: str, model: str) -> None:
 
 
 def answer_classes(live: ProblemLive, kind, grader) -> np.ndarray:
-    """(n,) answer classes of a request's traces by index, as the cache would group them, graded by
-    `grader` (`dp.grading.Grader`: bounded time)."""
+    """Answer classes of a request's stored traces (`stored_records`) by index, as the cache would group
+    them, graded by `grader` (`dp.grading.Grader`: bounded time)."""
     from dp.answers import extract_answer
 
-    records = sorted(live.records, key=lambda r: r.index)
+    records = sorted(stored_records(live), key=lambda r: r.index)
     return grader.classes([extract_answer(r.text, kind) for r in records], kind)
 
 

@@ -238,3 +238,31 @@ def test_grading_past_its_time_limit_falls_back_to_strings_and_restarts_the_work
         assert list(g.classes(["\\frac{1}{2}", "0.5", "x"], AnswerKind.EXPRESSION)) == [0, 0, 1]  # a fresh worker
     finally:
         g.close()
+
+
+def test_traces_a_policy_never_started_are_not_stored_as_traces(tmp_path):
+    import json
+
+    from dp.cache.store import Cache
+    from dp.simulate.live_run import _read_problem
+    from dp.simulate.serve_record import record
+    from tests.conftest import invoke
+
+    path = tmp_path / "served.duckdb"
+    spec = record_spec(path)
+    request, live = answered(["\\boxed{5}", "\\boxed{5}", "", ""], "chatcmpl-esc")
+    live.started = np.array([True, True, False, False])  # ESC stopped after its first window of 2
+    live.finished = live.started.copy()
+    live.tokens = np.array([3, 3, 0, 0])
+    live.decision_token = live.tokens.copy()
+    live.arrival = [0, 1]
+    record(spec, request, live)
+    r = invoke("cache", "info", "--cache", path, "--json")
+    assert r.exit_code == 0, r.output
+    (info,) = [x for x in json.loads(r.output)["runs"] if x["run"] == "serve-t"]
+    assert info["traces"] == 2 and info["tokens"] == 6  # the two that ran; none without an answer
+    assert info["same_answer_pair_rate"] == 1.0
+    with Cache(path) as c:
+        back = _read_problem(c, "serve-t", "chatcmpl-esc", c.run_info("serve-t")["settings"]["done"]["chatcmpl-esc"])
+    assert list(back.started) == [True, True, False, False] and [r.index for r in back.records] == [0, 1, 2, 3]
+    assert [r.text for r in back.records] == ["\\boxed{5}", "\\boxed{5}", "", ""] and back.arrival == [0, 1]
