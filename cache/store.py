@@ -229,7 +229,7 @@ class Cache:
             self.con.execute(
                 f"DELETE FROM judge_scores WHERE trace_a IN ({ids}) OR trace_b IN ({ids})", [run, run]
             )
-            for table in ("traces", "problems", "sim_points", "live_traces", "runs"):
+            for table in ("traces", "problems", "sim_points", "live_traces", "problem_settings", "runs"):
                 self.con.execute(f"DELETE FROM {table} WHERE run = ?", [run])
 
     # -------------------------------------------------------------- problems
@@ -248,10 +248,12 @@ class Cache:
             "choices": pa.array([json.dumps(list(p.choices)) for p in problems], pa.string()),
         }), or_ignore=True)
 
-    def problems(self, run: str) -> list[Problem]:
+    def problems(self, run: str, only: Sequence[str] | None = None) -> list[Problem]:
+        """The run's problems (`only`: just these ids)."""
         rows = self.con.execute(
             "SELECT problem_id, dataset, question, gold, kind, choices FROM problems "
-            "WHERE run = ? ORDER BY problem_id", [run],
+            "WHERE run = ? AND (? IS NULL OR list_contains(?, problem_id)) ORDER BY problem_id",
+            [run, None if only is None else list(only), None if only is None else list(only)],
         ).fetchall()
         return [_problem_from_row(r) for r in rows]
 
@@ -271,7 +273,7 @@ class Cache:
         self._need_write()
         if not records:
             return []
-        problems = {p.problem_id: p for p in self.problems(run)}
+        problems = {p.problem_id: p for p in self.problems(run, sorted({r.problem_id for r in records}))}
         missing = sorted({r.problem_id for r in records} - problems.keys())
         if missing:
             raise DPError(f"run '{run}' has no problem {missing[0]!r}; add problems before traces")
@@ -308,7 +310,7 @@ class Cache:
 
         `given`: {problem_id: (n,) classes of its stored answers in index order}, computed
         elsewhere (e.g. with a time limit, `dp.grading`); used instead of grouping here."""
-        problems = {p.problem_id: p for p in self.problems(run)}
+        problems = {p.problem_id: p for p in self.problems(run, problem_ids)}
         updates = []
         for pid in problem_ids:
             p = problems[pid]

@@ -254,10 +254,17 @@ def stored_records(live: ProblemLive) -> list:
     return [r for r in live.records if live.started[r.index]]
 
 
+def live_summary(live: ProblemLive) -> dict:
+    """What is kept of one problem's live run besides its traces and decisions."""
+    return {"correct": bool(live.correct), "seconds": live.seconds, "judge_seconds": live.judge_seconds,
+            "judge_pairs": live.judge_pairs}
+
+
 def _store(cache: Cache, run: str, live: ProblemLive, wall: float | None = None,
-           classes: np.ndarray | None = None) -> None:
-    """One problem's live traces, decisions and summary, in one transaction (`classes`: the
-    answer classes of its stored traces (`stored_records`) by index, when computed already)."""
+           classes: np.ndarray | None = None, summary: bool = True) -> None:
+    """One problem's live traces, decisions and (with `summary`, in the run's settings) summary, in one
+    transaction (`classes`: the answer classes of its stored traces (`stored_records`) by index, when
+    computed already)."""
     rank = {t: i for i, t in enumerate(live.arrival)}
     n = len(live.records)
     with cache.transaction():
@@ -265,10 +272,10 @@ def _store(cache: Cache, run: str, live: ProblemLive, wall: float | None = None,
         write_live_rows(cache, run, live.problem_id, [rank.get(t, -1) for t in range(n)],
                         [_decision(live, t) for t in range(n)],
                         [int(x) for x in live.decision_token], [int(x) for x in live.tokens])
+        if not summary:
+            return
         settings = cache.run_info(run)["settings"]
-        settings.setdefault("done", {})[live.problem_id] = {
-            "correct": bool(live.correct), "seconds": live.seconds, "judge_seconds": live.judge_seconds,
-            "judge_pairs": live.judge_pairs}
+        settings.setdefault("done", {})[live.problem_id] = live_summary(live)
         if wall is not None:
             settings["live_wall"] = wall
         cache.update_run_settings(run, settings)

@@ -1,12 +1,14 @@
 """`dp serve --record CACHE`: every served request becomes one problem of a `serve` run.
 
 The run (`source = serve`) is registered on the first request; each request is
-then one problem (its id is the request id, no gold answer) whose traces, live
-decisions and summary are written by the live runner's own writer
-(`dp.simulate.live_run._store`), plus the request's provenance under
-`settings.requests[problem_id]`: its sampling settings (with the request seed),
-policy, settings, judge, truncation rule and mode; the per-trace seeds are in the
-traces. `dp simulate --run serve-...` then replays the recorded traffic.
+then one problem (its id is the request id, no gold answer) whose traces and live
+decisions are written by the live runner's own writer (`dp.simulate.live_run._store`),
+plus, in the problem's own row of `problem_settings` (`read_requests`), the request's
+provenance under "request": its sampling settings (with the request seed), policy,
+settings, judge, truncation rule and mode, and the live summary under "done"
+(seconds, judge seconds and pairs; `correct` is None: no gold). Recording one
+request writes that request only, never the earlier ones again. The per-trace seeds
+are in the traces. `dp simulate --run serve-...` then replays the recorded traffic.
 
 The cache is opened for each write only (like `dp generate`'s batches), so other
 `dp` commands can read it while the server runs. A `Recorder` is the server's one
@@ -27,11 +29,12 @@ import sys
 
 import numpy as np
 
+from dp.cache.live import read_problem_settings, write_problem_settings
 from dp.cache.lock import CacheLocked, lock_wait
 from dp.cache.store import Cache, RunInfo
 from dp.errors import DPError
 from dp.simulate.live import ProblemLive
-from dp.simulate.live_run import _store, stored_records
+from dp.simulate.live_run import _store, live_summary, stored_records
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,13 +87,21 @@ def record(spec: RunSpec, request: dict, live: ProblemLive, wait: float | None =
             cache.create_run(RunInfo(
                 run=spec.run, model=spec.model, engine=spec.engine, tokenizer=spec.tokenizer, source="serve",
                 dataset="serve", n=spec.n, seed=spec.seed, sampling=spec.sampling,
-                prompt_template=spec.prompt_template, settings={**spec.settings, "requests": {}, "done": {}}))
+                prompt_template=spec.prompt_template, settings=dict(spec.settings)))
         cache.add_problems(spec.run, [problem])
-        _store(cache, spec.run, live, classes=classes)
-        settings = cache.run_info(spec.run)["settings"]
-        settings["done"][problem.problem_id]["correct"] = None  # no gold answer for served requests
-        settings.setdefault("requests", {})[problem.problem_id] = request
-        cache.update_run_settings(spec.run, settings)
+        _store(cache, spec.run, live, classes=classes, summary=False)
+        done = {**live_summary(live), "correct": None}  # no gold answer for served requests
+        write_problem_settings(cache, spec.run, problem.problem_id, {"request": request, "done": done})
+
+
+def read_requests(cache: Cache, run: str) -> dict[str, dict]:
+    """{request id: {"request": provenance, "done": live summary}} of a recorded serve run; runs recorded
+    before requests had their own rows keep them in the run's settings ("requests", "done")."""
+    out = read_problem_settings(cache, run)
+    old = cache.run_info(run)["settings"]
+    for pid, req in old.get("requests", {}).items():
+        out.setdefault(pid, {"request": req, "done": old.get("done", {}).get(pid, {})})
+    return out
 
 
 class Recorder:

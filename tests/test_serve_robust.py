@@ -245,7 +245,7 @@ def test_traces_a_policy_never_started_are_not_stored_as_traces(tmp_path):
 
     from dp.cache.store import Cache
     from dp.simulate.live_run import _read_problem
-    from dp.simulate.serve_record import record
+    from dp.simulate.serve_record import read_requests, record
     from tests.conftest import invoke
 
     path = tmp_path / "served.duckdb"
@@ -263,6 +263,28 @@ def test_traces_a_policy_never_started_are_not_stored_as_traces(tmp_path):
     assert info["traces"] == 2 and info["tokens"] == 6  # the two that ran; none without an answer
     assert info["same_answer_pair_rate"] == 1.0
     with Cache(path) as c:
-        back = _read_problem(c, "serve-t", "chatcmpl-esc", c.run_info("serve-t")["settings"]["done"]["chatcmpl-esc"])
+        back = _read_problem(c, "serve-t", "chatcmpl-esc", read_requests(c, "serve-t")["chatcmpl-esc"]["done"])
     assert list(back.started) == [True, True, False, False] and [r.index for r in back.records] == [0, 1, 2, 3]
     assert [r.text for r in back.records] == ["\\boxed{5}", "\\boxed{5}", "", ""] and back.arrival == [0, 1]
+
+
+def test_recording_a_request_writes_that_request_only(tmp_path):
+    from dp.cache.store import Cache
+    from dp.simulate.serve_record import record
+
+    path = tmp_path / "served.duckdb"
+    spec = record_spec(path)
+    settings = []
+    for i in range(3):
+        request, live = answered(["\\boxed{5}", "\\boxed{6}"], f"chatcmpl-{i}")
+        record(spec, {**request, "seed": i, "policy": "cons"}, live)
+        with Cache(path) as c:
+            settings.append(c.con.execute("SELECT settings FROM runs WHERE run = 'serve-t'").fetchone()[0])
+    assert settings[0] == settings[1] == settings[2]  # no request is kept in (and rewritten with) the run's settings
+    from dp.simulate.serve_record import read_requests
+
+    with Cache(path) as c:
+        reqs = read_requests(c, "serve-t")
+    assert sorted(reqs) == ["chatcmpl-0", "chatcmpl-1", "chatcmpl-2"]
+    assert [reqs[f"chatcmpl-{i}"]["request"]["seed"] for i in range(3)] == [0, 1, 2]
+    assert reqs["chatcmpl-1"]["done"] == {"correct": None, "seconds": 0.1, "judge_seconds": 0.0, "judge_pairs": 0}
