@@ -66,10 +66,14 @@ class Grader:
         self._conn = None
         self._lock = threading.Lock()
 
-    def start(self) -> None:
-        """Start the worker now (else on the first call)."""
+    def start(self) -> bool:
+        """Start the worker now (else on the first call); False when it could not be started."""
         with self._lock:
-            self._ensure()
+            try:
+                self._ensure()
+            except (OSError, RuntimeError):
+                return False
+            return True
 
     def _ensure(self) -> None:
         if self._proc is not None and self._proc.is_alive():
@@ -89,15 +93,15 @@ class Grader:
 
     def classes(self, answers: Sequence[str | None], kind: AnswerKind) -> np.ndarray:
         """(n,) int32 answer classes as `dp.answers.group_answers` gives them, or, when that takes
-        longer than `timeout` seconds, `classes_by_string`."""
+        longer than `timeout` seconds (or no worker could be started), `classes_by_string`."""
         answers = list(answers)
         with self._lock:
-            self._ensure()
             try:
+                self._ensure()
                 self._conn.send((answers, AnswerKind(kind).value))
                 if self._conn.poll(self.timeout):
                     return np.asarray(self._conn.recv(), dtype=np.int32)
-            except (EOFError, OSError):  # the worker died (killed from outside): a fresh one next time
+            except (EOFError, OSError, RuntimeError):  # no worker, or it died: a fresh one next time
                 pass
             self.timeouts += 1
             FAILURES["grading"] += 1
