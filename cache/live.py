@@ -20,7 +20,7 @@ from dp.cache.store import Cache
 def write_live_rows(cache: Cache, run: str, problem_id: str, arrival_rank: list[int], decision: list[str],
                     decision_token: list[int], tokens: list[int]) -> None:
     """One row per trace index of one problem (arrival rank -1: never arrived)."""
-    cache._need_write()
+    cache.need_write()
     cache.con.executemany(
         "INSERT INTO live_traces VALUES (?, ?, ?, ?, ?, ?, ?)",
         [(run, problem_id, t, int(arrival_rank[t]), decision[t], int(decision_token[t]), int(tokens[t]))
@@ -52,7 +52,7 @@ def read_live_orders(cache: Cache, run: str) -> dict[str, np.ndarray]:
 
 def write_problem_settings(cache: Cache, run: str, problem_id: str, settings: dict) -> None:
     """Store (or replace) one problem's settings object, inside the caller's transaction."""
-    cache._need_write()
+    cache.need_write()
     cache.con.execute("INSERT OR REPLACE INTO problem_settings VALUES (?, ?, ?)",
                       [run, problem_id, json.dumps(settings)])
 

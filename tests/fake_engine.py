@@ -12,7 +12,7 @@ import asyncio
 
 import numpy as np
 
-from dp.generate.engines import _Base
+from dp.generate.engines import EngineBase
 from dp.generate.stream import StreamEngine
 from dp.types import FinishReason
 
@@ -21,7 +21,7 @@ def script(t: int) -> str:
     return f"We add the numbers one by one and check twice. The answer is \\boxed{{{5 + t % 2}}}."
 
 
-class FakeEngine(_Base):
+class FakeEngine(EngineBase):
     name = "fake"
     text = StreamEngine.text
     record = StreamEngine.record

@@ -10,8 +10,8 @@ import httpx
 import numpy as np
 import pytest
 
-from dp.simulate.serve_app import Served, ServeSettings, create_app
-from dp.simulate.serve_request import ServerDefaults
+from dp.simulate.serve.app import Served, ServeSettings, create_app
+from dp.simulate.serve.request import ServerDefaults
 from tests.fake_engine import FakeEngine
 
 
@@ -104,7 +104,7 @@ def test_lm_embed_prefix_memory_is_bounded():
 
 
 def record_spec(path, run="serve-t"):
-    from dp.simulate.serve_record import RunSpec, check_target
+    from dp.simulate.serve.record import RunSpec, check_target
 
     check_target(str(path), run, "smollm2-135m")
     return RunSpec(path=str(path), run=run, model="smollm2-135m", engine="fake", tokenizer="smollm2-135m",
@@ -177,7 +177,7 @@ TOWER = ["9^{9^{9^{9}}}", "9^{9^{9^{9}}}+1"]  # Math-Verify runs on these for go
 
 
 def answered(texts: list[str], pid: str = "chatcmpl-p"):
-    from dp.simulate.live import ProblemLive
+    from dp.simulate.live.problem import ProblemLive
     from dp.types import AnswerKind, FinishReason, Problem, TraceRecord
 
     n = len(texts)
@@ -192,7 +192,7 @@ def answered(texts: list[str], pid: str = "chatcmpl-p"):
 
 def record_tower(path: str) -> None:
     """The server's recording path on a tower of powers, then on an ordinary request (in a child process)."""
-    from dp.simulate.serve_record import Recorder
+    from dp.simulate.serve.record import Recorder
 
     async def go():
         rec = Recorder(record_spec(path))
@@ -244,8 +244,8 @@ def test_traces_a_policy_never_started_are_not_stored_as_traces(tmp_path):
     import json
 
     from dp.cache.store import Cache
-    from dp.simulate.live_run import _read_problem
-    from dp.simulate.serve_record import read_requests, record
+    from dp.simulate.live.run import _read_problem
+    from dp.simulate.serve.record import read_requests, record
     from tests.conftest import invoke
 
     path = tmp_path / "served.duckdb"
@@ -270,7 +270,7 @@ def test_traces_a_policy_never_started_are_not_stored_as_traces(tmp_path):
 
 def test_recording_a_request_writes_that_request_only(tmp_path):
     from dp.cache.store import Cache
-    from dp.simulate.serve_record import record
+    from dp.simulate.serve.record import record
 
     path = tmp_path / "served.duckdb"
     spec = record_spec(path)
@@ -281,7 +281,7 @@ def test_recording_a_request_writes_that_request_only(tmp_path):
         with Cache(path) as c:
             settings.append(c.con.execute("SELECT settings FROM runs WHERE run = 'serve-t'").fetchone()[0])
     assert settings[0] == settings[1] == settings[2]  # no request is kept in (and rewritten with) the run's settings
-    from dp.simulate.serve_record import read_requests
+    from dp.simulate.serve.record import read_requests
 
     with Cache(path) as c:
         reqs = read_requests(c, "serve-t")
@@ -291,7 +291,7 @@ def test_recording_a_request_writes_that_request_only(tmp_path):
 
 
 def test_health_answers_at_once_while_slim_sc_embeds(engine, monkeypatch):
-    from dp.simulate.slimsc import SlimSC
+    from dp.simulate.policies.slimsc import SlimSC
 
     calls = []
 
