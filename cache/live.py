@@ -1,4 +1,6 @@
-"""The `live_traces` table: what `dp live` decided per trace, written and read back.
+"""The `live_traces` table: what `dp live` decided per trace, written and read back; and the
+`problem_settings` table: one JSON object per problem (a served request's provenance and summary),
+so that adding a problem to a run never rewrites what is stored for the others.
 
 Writing happens inside the caller's transaction (with the problem's traces), so a
 problem of a live run is stored whole or not at all. Reading back returns one
@@ -7,6 +9,8 @@ live run needs. No pruning logic here.
 """
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 
@@ -44,6 +48,23 @@ def read_live_orders(cache: Cache, run: str) -> dict[str, np.ndarray]:
         "SELECT problem_id, list(idx ORDER BY arrival), min(arrival) FROM live_traces WHERE run = ? "
         "GROUP BY problem_id", [run]).fetchall()
     return {pid: np.asarray(order, dtype=np.int64) for pid, order, low in rows if low >= 0}
+
+
+def write_problem_settings(cache: Cache, run: str, problem_id: str, settings: dict) -> None:
+    """Store (or replace) one problem's settings object, inside the caller's transaction."""
+    cache.need_write()
+    cache.con.execute("INSERT OR REPLACE INTO problem_settings VALUES (?, ?, ?)",
+                      [run, problem_id, json.dumps(settings)])
+
+
+def read_problem_settings(cache: Cache, run: str) -> dict[str, dict]:
+    """{problem_id: settings object} of a run; {} for a run without any (or a cache from before them)."""
+    tables = {r[0] for r in cache.con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    if "problem_settings" not in tables:
+        return {}
+    rows = cache.con.execute("SELECT problem_id, settings FROM problem_settings WHERE run = ? ORDER BY problem_id",
+                             [run]).fetchall()
+    return {pid: json.loads(s) for pid, s in rows}
 
 
 def runs_with_live_rows(cache: Cache) -> list[str]:

@@ -3,7 +3,7 @@
 DuckDB locks the file per process: one read-write connection excludes every
 other process, read-only connections exclude writers. `connect` retries a
 locked file with growing pauses for `wait` seconds (default `DP_LOCK_WAIT`, 10)
-and then gives up with a one-line `DPError`. Nothing else about caches here.
+and then gives up with a one-line `CacheLocked` (a `DPError`). Nothing else about caches here.
 """
 
 from __future__ import annotations
@@ -14,6 +14,10 @@ import time
 import duckdb
 
 from dp.errors import DPError
+
+
+class CacheLocked(DPError):
+    """Another process held the cache for longer than we waited (a caller may wait again)."""
 
 
 def lock_wait() -> float:
@@ -36,7 +40,7 @@ def connect(path: str, read_only: bool, wait: float | None = None) -> duckdb.Duc
             if "lock" not in msg.lower():
                 raise DPError(f"cannot open cache {path}: {msg.splitlines()[0]}") from None
             if time.monotonic() >= deadline:
-                raise DPError(f"cache {path} is locked by another process (waited {wait:g} s); "
+                raise CacheLocked(f"cache {path} is locked by another process (waited {wait:g} s); "
                               "wait for it or use another --cache") from None
             time.sleep(pause)
             pause = min(pause * 2, 0.5)

@@ -12,7 +12,7 @@ import duckdb
 from dp.errors import DPError
 
 APP = "dp-trace-cache"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # version -> statements that bring a file from version-1 to version.
 MIGRATIONS: dict[int, list[str]] = {
@@ -80,6 +80,13 @@ MIGRATIONS: dict[int, list[str]] = {
             decision VARCHAR,         -- what the policy decided: keep | prune | finish | ...
             decision_token INTEGER,   -- tokens the trace had when the policy decided
             tokens_generated INTEGER  -- tokens the engine really produced for this trace
+        )""",
+    ],
+    2: [
+        """CREATE TABLE problem_settings (
+            run VARCHAR, problem_id VARCHAR,
+            settings JSON,            -- what made or happened to this one problem (a served request)
+            PRIMARY KEY (run, problem_id)
         )""",
     ],
 }

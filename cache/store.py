@@ -21,6 +21,7 @@ import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 
 from dp import answers as ans
@@ -174,7 +175,7 @@ class Cache(TraceReads, JudgeScores, Grading):
             self.con.execute(
                 f"DELETE FROM judge_scores WHERE trace_a IN ({ids}) OR trace_b IN ({ids})", [run, run]
             )
-            for table in ("traces", "problems", "sim_points", "live_traces", "runs"):
+            for table in ("traces", "problems", "sim_points", "live_traces", "problem_settings", "runs"):
                 self.con.execute(f"DELETE FROM {table} WHERE run = ?", [run])
 
     # -------------------------------------------------------------- problems
@@ -193,10 +194,12 @@ class Cache(TraceReads, JudgeScores, Grading):
             "choices": pa.array([json.dumps(list(p.choices)) for p in problems], pa.string()),
         }), or_ignore=True)
 
-    def problems(self, run: str) -> list[Problem]:
+    def problems(self, run: str, only: Sequence[str] | None = None) -> list[Problem]:
+        """The run's problems (`only`: just these ids)."""
         rows = self.con.execute(
             "SELECT problem_id, dataset, question, gold, kind, choices FROM problems "
-            "WHERE run = ? ORDER BY problem_id", [run],
+            "WHERE run = ? AND (? IS NULL OR list_contains(?, problem_id)) ORDER BY problem_id",
+            [run, None if only is None else list(only), None if only is None else list(only)],
         ).fetchall()
         return [problem_from_row(r) for r in rows]
 
@@ -206,15 +209,17 @@ class Cache(TraceReads, JudgeScores, Grading):
         rows = self.con.execute("SELECT problem_id, idx FROM traces WHERE run = ?", [run]).fetchall()
         return {(p, int(i)) for p, i in rows}
 
-    def write_traces(self, run: str, records: Sequence[TraceRecord]) -> list[int]:
+    def write_traces(self, run: str, records: Sequence[TraceRecord],
+                     classes: dict[str, np.ndarray] | None = None) -> list[int]:
         """Store traces (all or none) and re-class the answers of the problems they touch.
 
-        Returns the new trace ids. The problems must already be registered.
+        Returns the new trace ids. The problems must already be registered. `classes`:
+        answer classes already computed for some problems (see `assign_classes`).
         """
         self.need_write()
         if not records:
             return []
-        problems = {p.problem_id: p for p in self.problems(run)}
+        problems = {p.problem_id: p for p in self.problems(run, sorted({r.problem_id for r in records}))}
         missing = sorted({r.problem_id for r in records} - problems.keys())
         if missing:
             raise DPError(f"run '{run}' has no problem {missing[0]!r}; add problems before traces")
@@ -242,7 +247,7 @@ class Cache(TraceReads, JudgeScores, Grading):
             topk = topk_table(ids, records)
             if topk is not None:
                 self.insert_arrow("topk", topk)
-            self.assign_classes(run, sorted({r.problem_id for r in records}))
+            self.assign_classes(run, sorted({r.problem_id for r in records}), classes)
         return ids
 
     # --------------------------------------------------------------- helpers

@@ -5,7 +5,10 @@ The cheap sibling of the `llm` judge. Each distinct prefix text (cut to
 default) ONCE: its embedding is the mean over its tokens of the hidden state after
 decoder layer `layer` (-1 = the last). The embedding is kept on the judge object
 (`embed`), so every pair that shares the prefix shares that one forward pass, here and
-in later calls (`texts_embedded` counts the passes). A pair (u, v) becomes the
+in later calls (`texts_embedded` counts the passes). The memory is bounded: beyond
+`memory` prefixes (default `MEMORY`) the least recently used are forgotten after each
+call, so a long-running server holds at most that many (one call's texts are always
+held until it returns; a forgotten prefix seen again takes one more pass). A pair (u, v) becomes the
 symmetric features [u * v, |u - v|, cos(u, v)], standardised, and a logistic
 regression (scikit-learn, L2 strength `C`) trained on labelled pairs gives P(same).
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,6 +33,7 @@ from dp.judge.losses import hf_quiet, settings_from, torch_device
 from dp.models import DEFAULT_MODEL, resolve_model
 
 CLASSIFIER_FILE = "classifier.npz"
+MEMORY = 20000  # prefix embeddings kept between calls (~2.3 KB each for SmolLM2-135M)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,12 +74,15 @@ class LMEmbedJudge:
 
     cacheable = True
 
-    def __init__(self, settings: LMEmbedSettings, classifier: dict | None = None, meta: dict | None = None):
-        self.settings = settings
+    def __init__(self, settings: LMEmbedSettings, classifier: dict | None = None, meta: dict | None = None,
+                 memory: int = MEMORY):
+        if not isinstance(memory, int) or memory < 0:
+            raise DPError(f"memory must be an integer >= 0, got {memory!r}")
+        self.settings, self.memory = settings, memory
         self.classifier = classifier  # {"mean", "scale", "coef", "intercept"} arrays; None = untrained
         self.meta = dict(meta or {})
         self._lm = None
-        self._emb: dict[str, np.ndarray] = {}  # prefix text -> (d,) float32 embedding
+        self._emb: OrderedDict[str, np.ndarray] = OrderedDict()  # prefix text -> (d,) float32, least recent first
         self.texts_embedded = 0  # forward passes (one per distinct prefix text) since creation
         self.name = self.compute_name()
 
@@ -139,7 +147,17 @@ class LMEmbedJudge:
             self.texts_embedded += len(new)
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
-        return np.stack([self._emb[t] for t in texts])
+        out = np.stack([self._emb[t] for t in texts])
+        for t in dict.fromkeys(texts):
+            self._emb.move_to_end(t)
+        while len(self._emb) > self.memory:
+            self._emb.popitem(last=False)
+        return out
+
+    @property
+    def remembered(self) -> int:
+        """Prefix embeddings held now (at most `memory` between calls)."""
+        return len(self._emb)
 
     def features(self, left: Sequence[Prefix], right: Sequence[Prefix]) -> np.ndarray:
         texts, ia, ib = distinct_texts(left, right)

@@ -28,6 +28,7 @@ from dp.judge.truncation import TruncationRule
 from dp.seeds import rng as make_rng
 from dp.simulate.policies.registry import make_policy
 from dp.simulate.replay.context import build_contexts
+from dp.simulate.serve.record import read_requests
 from dp.simulate.serve.request import trace_seeds
 from tests.proc_helpers import DP, Proc, kill_leftovers, wait_gone
 
@@ -204,7 +205,7 @@ def test_metrics_and_the_recorded_run_agree_with_the_answers(server):
         assert len(problems) == server.seen["200"]
         assert sum(int(p.lengths.sum()) for p in problems) == server.seen["tokens"]  # tokens really generated
         first = problems[0]
-        req = info["settings"]["requests"][first.problem.problem_id]
+        req = read_requests(c, RUN)[first.problem.problem_id]["request"]
         assert req["seed"] == 1 and req["sampling"]["seed"] == 1 and req["policy"] == "deepprune"
         assert first.problem.gold is None and first.problem.question == "What is 12 + 7?"
         assert [int(x) for x in first.seeds] == list(trace_seeds(1, 4))
@@ -214,8 +215,9 @@ def test_metrics_and_the_recorded_run_agree_with_the_answers(server):
 def test_dp_simulate_replays_the_recorded_run_with_the_same_decisions(server):
     rule = TruncationRule.parse("tokens:8")
     with Cache(server.cache) as c:
-        reqs = c.run_info(RUN)["settings"]["requests"]
-        done = c.run_info(RUN)["settings"]["done"]
+        recorded = read_requests(c, RUN)
+        reqs = {pid: x["request"] for pid, x in recorded.items()}
+        done = {pid: x["done"] for pid, x in recorded.items()}
         ctxs = build_contexts(c, RUN, rule, load_judge("jaccard"))
         rows = {pid: c.con.execute("SELECT decision, decision_token FROM live_traces WHERE run = ? AND "
                                    "problem_id = ? ORDER BY idx", [RUN, pid]).fetchall() for pid in reqs}

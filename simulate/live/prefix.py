@@ -12,13 +12,18 @@ others are stopped. Two ways to let the kept traces finish (`mode`):
   later from their prefix (one more prefill; continuations re-sampled with a
   derived seed). Compare with the simulator's `paper` accounting.
 
-The judge runs in the event loop while the engine core (a separate process)
-keeps decoding.
+The policy (and so the judge) runs off the event loop, in `judge_thread`: one
+thread shared by every problem of the process, so a slow neural judge never stalls
+the streams of other traces or a server's other routes, while judge calls stay
+one at a time and in arrival order (the decisions are the replay's). In `resume`
+mode a trace is stopped as soon as it arrives, before it is judged.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -28,6 +33,14 @@ from dp.simulate.live.arrival import Arrival
 from dp.simulate.live.problem import LiveTraces, ProblemLive, live_prefix_id
 from dp.simulate.replay.context import ProblemContext
 from dp.simulate.replay.scores import PairScores
+
+# the one thread that runs prefix policies and their judges: first in, first out, off the event loop
+judge_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dp-judge")
+
+
+def off_loop(fn, *args) -> asyncio.Future:
+    """fn(*args) submitted to `judge_thread` now (calls run one at a time, in the order they were made)."""
+    return asyncio.get_running_loop().run_in_executor(judge_thread, fn, *args)
 
 
 async def drive_prefix(lt: LiveTraces, policy, *, judge, rule, mode: str, rng) -> ProblemLive:
@@ -43,21 +56,28 @@ async def drive_prefix(lt: LiveTraces, policy, *, judge, rule, mode: str, rng) -
     decision = np.zeros(n, dtype=np.int64)
     finished = np.zeros(n, dtype=bool)
     judge_time = 0.0
+    judged = 0
+
+    def judge_one(t: int) -> float:
+        t0 = time.perf_counter()
+        policy.on_prefix(state, np.array([t]))
+        return time.perf_counter() - t0
 
     async def on_arrival(t: int, d: int) -> None:
-        nonlocal judge_time
+        nonlocal judge_time, judged
         arrived[t] = True
         text, offsets = lt.text(t)  # once per trace, at its decision point
         prefixes[t] = Prefix(live_prefix_id(pid, t), prefix_text(text, offsets, d), int(d), -1)
         decision[t] = d
         arrival.append(t)
-        t0 = time.perf_counter()
-        policy.on_prefix(state, np.array([t]))
-        judge_time += time.perf_counter() - t0
+        judging = off_loop(judge_one, t)  # queued now, so judged in arrival order
         if mode == "resume":
             await lt.stop(t)
-        if len(arrival) == n:
-            finished[:] = policy.finish(state)[0]
+        spent = await judging
+        judge_time += spent  # (not `judge_time += await ...`: that reads judge_time before the wait)
+        judged += 1
+        if judged == n:  # every trace judged (the last to arrive is the last judged)
+            finished[:] = (await off_loop(policy.finish, state))[0]
             for i in range(n):
                 if not finished[i]:
                     await lt.stop(i)

@@ -1,7 +1,7 @@
 """`run_live`: the library call behind `dp live`.
 
 Reads a cached reference run (problems, sampling settings, per-trace seeds),
-starts the streaming engine, runs the policy live (see `dp.simulate.live.problem`) with
+starts the streaming engine, runs the policy live (see `dp.simulate.live`) with
 up to `max_in_flight` problems at once on the one engine, so that the batch
 stays full as pruning frees capacity (decisions per problem do not depend on the
 others), stores each problem's traces as soon as it is done (so a Ctrl-C or a
@@ -9,6 +9,12 @@ failing judge keeps what was generated), and with `compare` times a full
 generation of the same traces (same window of problems in flight) and replays
 the simulator in each problem's live order. The engine is shut down on every
 exit path (unless the caller passed its own).
+
+Only traces that started are stored as traces: a trace the policy never started
+(ESC, Adaptive-Consistency and other wave policies that stop early) has no row in
+`traces`, so `dp cache info` and a later replay never count it as a trace without
+an answer; its `live_traces` row (decision `skip`, arrival -1) still says it was
+never started.
 
 A live run is stored with `"complete": false` in its settings until every
 problem is done; running the same `dp live` again on such a run (same
@@ -243,19 +249,35 @@ def _decision(live: ProblemLive, t: int) -> str:
     return "skip" if live.started is not None and not live.started[t] else "prune"
 
 
-def store_problem(cache: Cache, run: str, live: ProblemLive, wall: float | None = None) -> None:
-    """One problem's live traces, decisions and summary, in one transaction."""
+def stored_records(live: ProblemLive) -> list:
+    """The TraceRecords of a live problem that are stored as traces: those that started."""
+    if live.started is None:
+        return list(live.records)
+    return [r for r in live.records if live.started[r.index]]
+
+
+def live_summary(live: ProblemLive) -> dict:
+    """What is kept of one problem's live run besides its traces and decisions."""
+    return {"correct": bool(live.correct), "seconds": live.seconds, "judge_seconds": live.judge_seconds,
+            "judge_pairs": live.judge_pairs}
+
+
+def store_problem(cache: Cache, run: str, live: ProblemLive, wall: float | None = None,
+           classes: np.ndarray | None = None, summary: bool = True) -> None:
+    """One problem's live traces, decisions and (with `summary`, in the run's settings) summary, in one
+    transaction (`classes`: the answer classes of its stored traces (`stored_records`) by index, when
+    computed already)."""
     rank = {t: i for i, t in enumerate(live.arrival)}
     n = len(live.records)
     with cache.transaction():
-        cache.write_traces(run, live.records)
+        cache.write_traces(run, stored_records(live), None if classes is None else {live.problem_id: classes})
         write_live_rows(cache, run, live.problem_id, [rank.get(t, -1) for t in range(n)],
                         [_decision(live, t) for t in range(n)],
                         [int(x) for x in live.decision_token], [int(x) for x in live.tokens])
+        if not summary:
+            return
         settings = cache.run_info(run)["settings"]
-        settings.setdefault("done", {})[live.problem_id] = {
-            "correct": bool(live.correct), "seconds": live.seconds, "judge_seconds": live.judge_seconds,
-            "judge_pairs": live.judge_pairs}
+        settings.setdefault("done", {})[live.problem_id] = live_summary(live)
         if wall is not None:
             settings["live_wall"] = wall
         cache.update_run_settings(run, settings)
@@ -270,9 +292,13 @@ def _read_problem(cache: Cache, run: str, problem_id: str, summary: dict) -> Pro
     texts = cache.texts(pt.trace_ids)
     ids = cache.token_arrays(pt.trace_ids, "token_id")
     offsets = cache.token_arrays(pt.trace_ids, "end_offset")
-    records = [TraceRecord(problem_id=problem_id, index=int(i), text=t, token_ids=k, offsets=o,
-                           seed=int(sd), finish_reason=FinishReason(f))
-               for i, t, k, o, sd, f in zip(pt.index, texts, ids, offsets, pt.seeds, pt.finish, strict=True)]
+    stored = {int(i): TraceRecord(problem_id=problem_id, index=int(i), text=t, token_ids=k, offsets=o,
+                                  seed=int(sd), finish_reason=FinishReason(f))
+              for i, t, k, o, sd, f in zip(pt.index, texts, ids, offsets, pt.seeds, pt.finish, strict=True)}
+    empty = np.zeros(0, dtype=np.int32)
+    records = [stored.get(t) or TraceRecord(problem_id=problem_id, index=t, text="", token_ids=empty, offsets=empty,
+                                            finish_reason=FinishReason.ABORT)  # never started: not stored
+               for t in range(len(rows["decision"]))]
     arrived = np.flatnonzero(rows["arrival"] >= 0)
     return ProblemLive(
         problem_id=problem_id, records=records, arrival=[int(t) for t in arrived[np.argsort(rows["arrival"][arrived])]],

@@ -6,13 +6,16 @@ past it (it has more tokens, or more are coming); checkpoints are decided in the
 order traces reach them, by the policy's own `decide` (R = 1). A pruned trace is
 stopped at once (the engine may decode a few more tokens, counted in `tokens`).
 Its segment text is cut from the streamed text by token offsets, as the cache's
-reader cuts it for the replay.
+reader cuts it for the replay. Embedding and deciding run off the event loop, in
+the live runner's one judge thread (`dp.simulate.live.prefix.off_loop`), in the
+order the deltas came in.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from dp.simulate.live.prefix import off_loop
 from dp.simulate.live.problem import LiveTraces, ProblemLive
 
 
@@ -31,6 +34,11 @@ async def drive_slimsc(lt: LiveTraces, policy, *, judge=None, rule=None, mode: s
         if state.pruned_at[0, t] or last <= reached[t]:
             return
         text, offsets = lt.text(t)
+        if await off_loop(checkpoints, t, text, offsets, last):
+            await lt.stop(t)
+
+    def checkpoints(t: int, text: str, offsets, last: int) -> bool:
+        """Decide trace t's checkpoints up to `last` (in the judge thread); True = pruned."""
         for c in range(int(reached[t]) + 1, last + 1):
             lo = int(offsets[(c - 1) * every - 1]) if c > 1 else 0
             vec = policy.embed([text[lo:int(offsets[c * every - 1])]])[0]
@@ -40,8 +48,8 @@ async def drive_slimsc(lt: LiveTraces, policy, *, judge=None, rule=None, mode: s
                 arrival.append(t)
             reached[t] = c
             if policy.decide(state, c, np.array([t]), (table @ vec)[None, :])[0]:
-                await lt.stop(t)
-                return
+                return True
+        return False
 
     await lt.run(range(n), on_delta)
     seconds = await lt.wait()

@@ -49,6 +49,7 @@ class ServeSettings:
     max_concurrent: int = 16  # requests in flight; one more is answered 429
     record: str | None = None  # cache file
     record_run: str | None = None
+    record_wait: float = 10.0  # seconds a response waits for its record; then it goes out, the record stays queued
     drain_timeout: float = 300.0
     verbose: bool = False
 
@@ -71,7 +72,11 @@ class Served:
         self.started = int(time.time())
         self.judges: dict = {}
         self.known_judges = (set(JUDGES) - {"oracle"}) | {self.defaults.judge}
-        self._record_lock = asyncio.Lock()
+        self.recorder = None
+        if record_spec is not None:
+            from dp.simulate.serve.record import Recorder
+
+            self.recorder = Recorder(record_spec)
 
     @property
     def engine_dead(self) -> bool:
@@ -154,21 +159,30 @@ class Served:
                           int(tokens.sum()), info)
 
     async def _record(self, req: ServeRequest, live, info: dict) -> None:
-        from dp.simulate.serve.record import record
-
         provenance = {"problem": req.problem, "request_id": req.request_id, "created": req.created,
                       "sampling": req.spec.to_dict(), "seed": req.seed, "seed_given": req.seed_given,
                       "policy": req.policy, "params": req.params, "judge": req.judge, "truncate": req.truncate,
                       "mode": req.mode, "policy_seed": self.defaults.seed, "answer": info["answer"],
                       "votes": info["votes"]}
+        written = self.recorder.submit(provenance, live)  # the one writer, in answer order, off the event loop
+
+        def failed(fut) -> str | None:
+            if fut.cancelled() or fut.exception() is None:
+                return None
+            msg = " ".join(str(fut.exception()).split())[:300]
+            print(f"warning: request {req.request_id} was not recorded: {msg}", file=sys.stderr, flush=True)
+            return msg
+
         try:
-            async with self._record_lock:  # one writer; DuckDB work off the event loop
-                await asyncio.to_thread(record, self.record_spec, provenance, live)
-            info.update(run=self.record_spec.run, recorded=True)
-        except Exception as e:  # noqa: BLE001 - the answer still goes out; the failure is reported
-            info["record_error"] = " ".join(str(e).split())[:300]
-            print(f"warning: request {req.request_id} was not recorded: {info['record_error']}", file=sys.stderr,
-                  flush=True)
+            await asyncio.wait_for(asyncio.shield(written), self.settings.record_wait)
+        except TimeoutError:  # the cache is busy: the answer goes out, the record stays queued until written
+            written.add_done_callback(failed)
+            info.update(run=self.record_spec.run, recorded=False, record_queued=True)
+            return
+        except Exception:  # noqa: BLE001 - the answer still goes out; the failure is reported
+            info["record_error"] = failed(written)
+            return
+        info.update(run=self.record_spec.run, recorded=True)
 
 
 def create_app(served: Served) -> FastAPI:

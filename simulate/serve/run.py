@@ -67,6 +67,8 @@ def serve(settings: ServeSettings, on_ready=None) -> dict:
             if settings.record:
                 record_spec = _record_spec(settings, engine, run)
             served = Served(engine, settings, record_spec)
+            if served.recorder is not None:  # the answer-grading worker, started before the first request
+                await asyncio.to_thread(served.recorder.grader.start)
             if make_needs_judge(served.defaults):
                 await served.judge(served.defaults.judge)
             config = uvicorn.Config(create_app(served), host=settings.host, port=settings.port, lifespan="off",
@@ -77,6 +79,8 @@ def serve(settings: ServeSettings, on_ready=None) -> dict:
             if on_ready is not None:
                 asyncio.get_running_loop().create_task(_when_started(server, on_ready, record_spec))
             await server.serve()
+            if served.recorder is not None:  # every answered request is written before the server exits
+                await served.recorder.close()
             summary.update(answered=served.answered, in_flight_at_exit=served.in_flight,
                            run=record_spec.run if record_spec else None)
         finally:
