@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from dp import answers as ans
-from dp.cache.grading import Grading
+from dp.cache.classes import AnswerClasses
 from dp.cache.lock import connect
 from dp.cache.reads import TraceReads
 from dp.cache.records import ProblemTraces, RunInfo, check_run_name, problem_from_row  # noqa: F401 - re-exported
@@ -39,7 +39,7 @@ from dp.types import Problem, TraceRecord
 DEFAULT_CACHE = "dp.duckdb"
 
 
-class Cache(TraceReads, JudgeScores, Grading):
+class Cache(TraceReads, JudgeScores, AnswerClasses):
     """A dp trace cache file. Use as a context manager; `write=True` takes the writer lock."""
 
     def __init__(self, path: str | Path = DEFAULT_CACHE, write: bool = False, wait: float | None = None):

@@ -1,4 +1,4 @@
-"""Grading inside the write: answer classes and correctness of a problem's traces.
+"""Answer classes inside the write: the classes and correctness of a problem's traces.
 
 A mixin of `Cache`, called in the same transaction that writes traces, so a stored trace always
 carries its class. Equivalence and correctness are `dp.answers`'; this only stores them.
@@ -15,7 +15,7 @@ from dp import answers as ans
 from dp.errors import DPError
 
 
-class Grading:
+class AnswerClasses:
     """`Cache.assign_classes`: recompute the answer classes of some problems of a run."""
 
     def assign_classes(self, run: str, problem_ids: Sequence[str],
