@@ -298,7 +298,7 @@ def test_prefix_length_orders_only_prefix_policies_and_accounting_is_stored(real
                "--json", "--limit", "5")
     assert r.exit_code == 0, r.output
     rows = {x["policy"]: x for x in json.loads(r.stdout)}
-    assert (rows["random"]["order_kind"], rows["random"]["orders"]) == ("prefix-length", 1)
+    assert (rows["random"]["order_kind"], rows["random"]["orders"]) == ("prefix-length", 4)
     for p in ("esc", "adaptive"):
         assert (rows[p]["order_kind"], rows[p]["orders"]) == ("random", 4)
         assert rows[p]["params"]["accounting"] == "concurrent"
@@ -331,3 +331,19 @@ def test_tie_rule_leaves_cons_on_the_esc_file_within_half_a_point(real_cache):
         counts = np.bincount(p.classes[p.classes >= 0])
         old.append(bool(counts.size) and int(counts.argmax()) in p.correct_classes)
     assert abs(new - np.mean(old)) <= 0.005, (new, np.mean(old))
+
+
+def test_prefix_length_order_breaks_ties_at_random_not_by_file_order():
+    # tokens:k: every trace has the same decision point. With a stable sort the file order was the
+    # arrival order, so the tie rule followed the file: [0,1,1,0] scored 0.0, [1,0,0,1] scored 1.0
+    a, b = ctx_of([0, 1, 1, 0], correct_class=1), ctx_of([1, 0, 0, 1], correct_class=1)
+    got = [replay(Consensus(), [c], orders=400, order_kind="prefix-length", seed=2) for c in (a, b)]
+    assert [r.orders for r in got] == [400, 400]
+    assert got[0].accuracy == pytest.approx(0.5, abs=0.08) and got[1].accuracy == pytest.approx(0.5, abs=0.08)
+    from dp.simulate.replay import make_orders
+
+    c = ctx_of([0, 0, 0, 0, 0], decision=[30, 10, 20, 10, 10])
+    ords = make_orders(c, 50, "prefix-length", 0)
+    assert (c.decision[ords] == [10, 10, 10, 20, 30]).all()  # still by decision point
+    assert len({tuple(o[:3]) for o in ords.tolist()}) > 1  # the tied three in varying order
+    assert np.array_equal(ords, make_orders(c, 50, "prefix-length", 0))  # seeded
