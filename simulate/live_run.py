@@ -32,7 +32,7 @@ from dp.judge.base import load_judge
 from dp.judge.truncation import TruncationRule
 from dp.simulate.basic import Consensus
 from dp.simulate.context import build_contexts
-from dp.simulate.live import ProblemLive, compare, driver_for, run_problem
+from dp.simulate.live import ProblemLive, compare, driver_for, graded_accuracy, run_problem
 from dp.simulate.registry import make_policy
 
 
@@ -207,7 +207,8 @@ def _finish(cache: Cache, job: _Job, ref: dict, problems: list, engine_settings:
         "live_seconds": job.live_seconds,
         "problem_seconds_mean": float(np.mean([lv.seconds for lv in lives])) if lives else None,
         "max_problems_in_flight": s.max_in_flight, "dtype": engine_settings.get("dtype"),
-        "live_accuracy": float(np.mean([lv.correct for lv in lives])) if lives else None,
+        **dict(zip(("live_accuracy", "graded_problems"), graded_accuracy([lv.correct for lv in lives]),
+                   strict=True)),  # over the problems with a gold answer
         "judge_seconds": float(sum(lv.judge_seconds for lv in lives)),
         "judge_pairs": int(sum(lv.judge_pairs for lv in lives)),
         "reference_tokens": int(sum(int(p.lengths.sum()) for p in problems)),
@@ -252,7 +253,7 @@ def _store(cache: Cache, run: str, live: ProblemLive, wall: float | None = None)
                         [int(x) for x in live.decision_token], [int(x) for x in live.tokens])
         settings = cache.run_info(run)["settings"]
         settings.setdefault("done", {})[live.problem_id] = {
-            "correct": bool(live.correct), "seconds": live.seconds, "judge_seconds": live.judge_seconds,
+            "correct": None if live.correct is None else bool(live.correct), "seconds": live.seconds, "judge_seconds": live.judge_seconds,
             "judge_pairs": live.judge_pairs}
         if wall is not None:
             settings["live_wall"] = wall
@@ -275,5 +276,5 @@ def _read_problem(cache: Cache, run: str, problem_id: str, summary: dict) -> Pro
     return ProblemLive(
         problem_id=problem_id, records=records, arrival=[int(t) for t in arrived[np.argsort(rows["arrival"][arrived])]],
         decision_token=rows["decision_token"], finished=rows["decision"] == "finish", tokens=rows["tokens"],
-        started=rows["decision"] != "skip", correct=bool(summary["correct"]), seconds=float(summary["seconds"]),
+        started=rows["decision"] != "skip", correct=None if summary["correct"] is None else bool(summary["correct"]), seconds=float(summary["seconds"]),
         judge_seconds=float(summary["judge_seconds"]), judge_pairs=int(summary["judge_pairs"]))
