@@ -49,6 +49,39 @@ def test_validation_split_is_by_problem_and_seeded():
         split_problems(problems, 0.01, seed=1)
 
 
+def test_validation_split_is_by_question_across_runs(tmp_path):
+    # the same 12 questions in two runs, under other problem ids in the second: split by
+    # "run/problem_id", each question landed in both halves with probability about 1/2
+    from dp.judge.llm_train import validation_pairs
+    from dp.judge.pairs import PairSet
+    from tests.conftest import invoke
+
+    cache = tmp_path / "two.duckdb"
+    for run, prefix in (("a", "p"), ("b", "other-")):
+        rows = [{"pid": f"{prefix}{i}", "q": f"What is {i} + {i}?", "g": str(2 * i),
+                 "t": f"so the answer is \\boxed{{{2 * i + k % 2}}}"} for i in range(12) for k in range(3)]
+        f = tmp_path / f"{run}.jsonl"
+        f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        r = invoke("import", f, "--format", "table", "--run", run, "--cache", cache,
+                   "--map", "problem_id=pid,question=q,text=t,gold=g")
+        assert r.exit_code == 0, r.output
+    with Cache(cache) as c:
+        pairs = PairSet.concat([build_pairs(c, run, "tokens:4") for run in ("a", "b")])
+    assert len(set(pairs.problems)) == 24 and len(set(pairs.question_keys())) == 12
+    for seed in range(5):
+        val = validation_pairs(pairs, 0.25, seed)
+        held = set(pairs.question_keys()[val])
+        assert len(held) == 3 and not held & set(pairs.question_keys()[~val])
+        assert {p.split("/")[0] for p in pairs.problems[val]} == {"a", "b"}  # both runs' copies held out
+    sub = pairs.subset(np.arange(pairs.n) % 2 == 0)
+    assert sub.questions is not None and sub.questions.size == sub.n
+
+
+def test_llm_judge_trains_on_focal_loss_by_default():
+    assert LLMTrainSettings().focal_gamma == 2.0  # the recipe the help and README name
+    assert FinetuneSettings().focal_gamma == 0.0  # the loop's own default stays cross-entropy
+
+
 def test_finetune_settings_are_validated_in_one_line():
     with pytest.raises(DPError, match="eval_every needs val_share"):
         FinetuneSettings(eval_every=5)
