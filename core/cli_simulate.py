@@ -115,7 +115,9 @@ def simulate_cmd(cache_path, run, policies, judge, final, when_full, accounting,
                         "pass_rate", "prefix_share", "judge_pairs"])
     click.echo("tokens: mean over orders, summed over problems; accounting as in 'settings' "
                "(prefix policies: paper = prefixes + finished traces; others: tokens generated). "
-               "Matched rows: random pruning at the policy's own budget on the same orders; "
+               "Matched rows: random pruning on the same orders, finishing as many traces as the policy "
+               "(matched random) or random traces whose extra tokens come nearest the policy's, a little over "
+               "or under (token-matched random; its tokens column shows by how much); "
                "'diff acc' = policy minus control, ± its standard error over orders.")
     if graded == 0:
         click.echo("note: no problem of this run has a gold answer (served questions, or imported without gold): "

@@ -126,7 +126,7 @@ def test_cons_on_ties_is_the_expected_value_of_a_random_tie_break():
     # the old rule (smallest class id) gave problems A and B to class 0: accuracy 1/3
 
 
-def test_matched_controls_finish_as_many_traces_and_spend_no_more():
+def test_matched_controls_finish_as_many_traces_and_token_matched_comes_nearest():
     from dp.simulate.matched import count_matched, token_matched
 
     lengths, decision = np.array([100, 50, 80, 20, 60]), np.array([10, 5, 8, 2, 6])
@@ -152,6 +152,21 @@ def test_matched_controls_finish_as_many_traces_and_spend_no_more():
     assert set(spent.tolist()) == {20, 28, 30}
     orders_10_10_10 = (spent == 30)
     assert tm.voters[orders_10_10_10, 4].sum() == 0 and (tm.voters[orders_10_10_10].sum(axis=1) == 3).all()
+    # nearest, not within: it spends 2 tokens over the budget of 28 there
+
+
+def test_token_matched_rule_is_what_dp_simulate_says(real_cache):
+    # the README said the token-matched control stays within DeepPrune's tokens; the code takes the
+    # nearest total. The printed legend names the rule, and the paired token difference shows it.
+    r = invoke("simulate", "--cache", real_cache, "--run", "qwen", "--policy", "deepprune", "--judge", "jaccard",
+               "--truncate", "tokens:20", "--K2", "4", "--orders", "4", "--no-store", "--limit", "20")
+    assert r.exit_code == 0, r.output
+    assert "come nearest the policy's, a little over or under" in r.stdout
+    assert "at the policy's own budget" not in r.stdout
+    r = invoke("simulate", "--cache", real_cache, "--run", "qwen", "--policy", "deepprune", "--judge", "jaccard",
+               "--truncate", "tokens:20", "--K2", "4", "--orders", "4", "--no-store", "--limit", "20", "--json")
+    row = json.loads(r.stdout)[0]
+    assert row["token_matched_tokens"] - row["tokens"] == pytest.approx(-row["token_matched_tokens_diff"])
 
 
 def test_deepprune_rows_carry_paired_differences():
