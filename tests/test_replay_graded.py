@@ -104,3 +104,16 @@ def test_live_vote_and_live_accuracy_leave_ungraded_problems_out():
     assert votes(None) == (("7", None), (None, None))  # was ("7", False): a served question counted wrong
     assert graded_accuracy([True, None, None, False]) == (0.5, 2)  # the mean over all four gave 0.25
     assert graded_accuracy([None, None]) == (None, 0)
+
+
+def test_dp_live_prints_na_for_a_run_without_gold(capsys):
+    from dp.cli_live import _echo
+
+    out = dict(live_run="x", policy="deepprune", mode="prune", problems=2, n=4, seed=0, truncate="tokens:8",
+               live_tokens=10, live_seconds=1.0, max_problems_in_flight=1, dtype="float32", judge_seconds=0.1,
+               judge_pairs=3)
+    _echo({**out, "live_accuracy": None, "graded_problems": 0}, "jaccard")  # was a TypeError on None
+    _echo({**out, "live_accuracy": 0.5, "graded_problems": 2}, "jaccard")
+    lines = capsys.readouterr().out.splitlines()
+    assert "accuracy n/a (no problem has a gold answer)" in lines[1]
+    assert "accuracy 0.500 over 2 problems with a gold answer" in lines[3]
