@@ -9,9 +9,9 @@ import json
 import numpy as np
 import pytest
 
-from dp.simulate.basic import Consensus
-from dp.simulate.deepprune import DeepPrune
-from dp.simulate.replay import replay
+from dp.simulate.policies.basic import Consensus
+from dp.simulate.policies.deepprune import DeepPrune
+from dp.simulate.replay.driver import replay
 from tests.conftest import invoke
 from tests.test_simulate import ctx_of
 
@@ -90,7 +90,7 @@ def test_figures_never_draw_accuracy_0_for_ungraded_runs(tmp_path, gold_on):
 
 
 def test_live_vote_and_live_accuracy_leave_ungraded_problems_out():
-    from dp.simulate.live import LiveTraces, graded_accuracy
+    from dp.simulate.live.problem import LiveTraces, graded_accuracy
     from dp.types import AnswerKind, FinishReason, Problem, TraceRecord
 
     def votes(gold):
@@ -107,7 +107,7 @@ def test_live_vote_and_live_accuracy_leave_ungraded_problems_out():
 
 
 def test_dp_live_prints_na_for_a_run_without_gold(capsys):
-    from dp.cli_live import _echo
+    from dp.cli.live import _echo
 
     out = dict(live_run="x", policy="deepprune", mode="prune", problems=2, n=4, seed=0, truncate="tokens:8",
                live_tokens=10, live_seconds=1.0, max_problems_in_flight=1, dtype="float32", judge_seconds=0.1,

@@ -9,14 +9,14 @@ import pytest
 
 from dp.judge.base import Prefix
 from dp.judge.simple import OracleJudge
-from dp.simulate.basic import Consensus, RandomPrune
-from dp.simulate.context import ProblemContext
-from dp.simulate.deepconf import DeepConf
-from dp.simulate.deepprune import DeepPrune
-from dp.simulate.policy import Accounting, charge
-from dp.simulate.replay import replay
-from dp.simulate.scores import PairScores
-from dp.simulate.sequential import ESC, Adaptive, beta_stop_probability
+from dp.simulate.policies.base import Accounting, charge
+from dp.simulate.policies.basic import Consensus, RandomPrune
+from dp.simulate.policies.deepconf import DeepConf
+from dp.simulate.policies.deepprune import DeepPrune
+from dp.simulate.policies.sequential import ESC, Adaptive, beta_stop_probability
+from dp.simulate.replay.context import ProblemContext
+from dp.simulate.replay.driver import replay
+from dp.simulate.replay.scores import PairScores
 from tests.conftest import invoke
 
 
@@ -125,7 +125,7 @@ def test_cons_on_ties_is_the_expected_value_of_a_random_tie_break():
 
 
 def test_matched_controls_finish_as_many_traces_and_token_matched_comes_nearest():
-    from dp.simulate.matched import count_matched, token_matched
+    from dp.simulate.replay.matched import count_matched, token_matched
 
     lengths, decision = np.array([100, 50, 80, 20, 60]), np.array([10, 5, 8, 2, 6])
     finished = np.array([[True, False, True, False, False], [False, False, False, True, False]])
@@ -187,11 +187,11 @@ def test_paired_differences_pair_each_control_with_its_own_order():
     # of traces in each order. With equal lengths the count-matched control then costs exactly
     # what its own order cost (tokens_diff_se 0), and the accuracy differences' standard error is
     # the one of the per-order differences recomputed here, order by order.
-    from dp.answers import arrival_ranks, majority_rows
     from dp.judge.simple import RandomJudge
     from dp.seeds import rng as make_rng
-    from dp.simulate.matched import controls
-    from dp.simulate.replay import make_orders
+    from dp.simulate.replay.driver import make_orders
+    from dp.simulate.replay.matched import controls
+    from dp.votes import arrival_ranks, majority_rows
 
     ctx = ctx_of([0, 1, 0, 2, 0, 1, 0, 0, 1, 2, 0, 1])
     ctx.scores = PairScores(RandomJudge(seed=4), "tokens:10", ctx.scores.prefixes)
@@ -280,10 +280,10 @@ def test_real_traces_whole_table_and_oracle_bound(real_cache):
 
 
 def test_oracle_with_large_k_gives_the_majority_answer(real_cache):
-    from dp.answers import arrival_ranks, majority
     from dp.cache.store import Cache
     from dp.judge.truncation import TruncationRule
-    from dp.simulate.context import build_contexts
+    from dp.simulate.replay.context import build_contexts
+    from dp.votes import arrival_ranks, majority
 
     with Cache(real_cache) as cache:
         ctxs = build_contexts(cache, "qwen", TruncationRule.parse("tokens:50"), OracleJudge())
@@ -343,8 +343,8 @@ def test_no_problem_is_scored_by_a_fold_judge_that_was_trained_on_it(real_cache)
     from dp.judge.crossfit import crossfit_judges
     from dp.judge.insample import problem_digest, trained_on
     from dp.judge.truncation import TruncationRule
-    from dp.simulate.context import build_contexts
-    from dp.simulate.sweep import crossfit_in_sample
+    from dp.simulate.replay.context import build_contexts
+    from dp.simulate.replay.sweep import crossfit_in_sample
 
     rule = TruncationRule.parse("tokens:100")
     with Cache(real_cache) as cache:
@@ -395,7 +395,7 @@ def test_bad_sweeps_settings_and_limits_are_one_line_errors(real_cache):
         assert r.stderr.count("\n") == 1
     from dp.cache.store import Cache
     from dp.errors import DPError
-    from dp.simulate.sweep import SimSettings, simulate
+    from dp.simulate.replay.sweep import SimSettings, simulate
     with Cache(real_cache) as cache, pytest.raises(DPError, match="unknown setting 'tua'"):
         simulate(cache, SimSettings(run="qwen", params={"tua": 0.5}), store=False)
 
@@ -422,7 +422,7 @@ def test_prefix_length_order_breaks_ties_at_random_not_by_file_order():
     got = [replay(Consensus(), [c], orders=400, order_kind="prefix-length", seed=2) for c in (a, b)]
     assert [r.orders for r in got] == [400, 400]
     assert got[0].accuracy == pytest.approx(0.5, abs=0.08) and got[1].accuracy == pytest.approx(0.5, abs=0.08)
-    from dp.simulate.replay import make_orders
+    from dp.simulate.replay.driver import make_orders
 
     c = ctx_of([0, 0, 0, 0, 0], decision=[30, 10, 20, 10, 10])
     ords = make_orders(c, 50, "prefix-length", 0)
