@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -86,3 +87,17 @@ def save(fig: Figure, out_dir: Path, name: str) -> list[str]:
 def pct(x: float | None) -> float | None:
     """A share as a percentage (None stays None)."""
     return None if x is None else 100.0 * float(x)
+
+
+def pct_array(values) -> np.ndarray:
+    """Shares as percentages for plotting; None (no graded problem: accuracy n/a) becomes NaN,
+    which matplotlib leaves out instead of drawing a 0."""
+    return np.array([np.nan if v is None else 100.0 * float(v) for v in values], dtype=float)
+
+
+def ungraded_note(run: str, point: dict) -> str | None:
+    """The note for a point whose run has no problem with a gold answer (accuracy n/a)."""
+    if point.get("accuracy") is not None:
+        return None
+    return (f"run '{run}': no problem has a gold answer (served or imported without gold): accuracy and "
+            "pass rate are n/a, tokens are still counted")

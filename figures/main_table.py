@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from dp.errors import DPError
-from dp.figures.common import FigureResult, new_figure, policy_color, save
+from dp.figures.common import FigureResult, new_figure, pct_array, policy_color, save, ungraded_note
 from dp.figures.points import PointSpec, PointStore, simulate_command, summary_row
 from dp.figures.settings import CONFIDENCE_POLICIES, MAIN_POLICIES
 
@@ -63,6 +63,8 @@ def main_table_figure(store: PointStore, runs: list[str], out_dir: Path, judge: 
             except DPError as e:
                 res.notes.append(f"run '{run}': DeepConf skipped: {e}")
         got.update(zip(rest, store.get(rest), strict=True))
+        if rest and (note := ungraded_note(run, got[rest[0]])):
+            res.notes.append(note)
         for s in (x for x in (*conf, *rest) if x in got):  # the order of MAIN_POLICIES
             p = got[s]
             res.rows.append({**summary_row(run, p), "token_reduction_std":
@@ -99,13 +101,13 @@ def main_table_figure(store: PointStore, runs: list[str], out_dir: Path, judge: 
         x = np.arange(len(policies)) + (j - (len(runs) - 1) / 2) * width
         for ax, key, sd in ((axes[0], "token_reduction", "token_reduction_std"),
                             (axes[1], "accuracy", "accuracy_std")):
-            vals = [100 * by_policy[p][key] if p in by_policy else np.nan for p in policies]
+            vals = pct_array([by_policy[p][key] if p in by_policy else None for p in policies])
             errs = [100 * (by_policy[p][sd] or 0.0) if p in by_policy else 0.0 for p in policies]
             ax.bar(x, vals, width, yerr=errs, capsize=2, hatch=hatches[j % len(hatches)],
                    color=[policy_color(p, i) for i, p in enumerate(policies)], edgecolor="black",
                    lw=0.5, label=run, error_kw={"lw": 0.8})
             for xi, v in zip(x, vals, strict=True):
-                if np.isnan(v):  # left out (no confidences): say so instead of a silent gap
+                if np.isnan(v):  # left out (no confidences, no gold): say so instead of a silent gap
                     ax.text(xi, 1, "n/a", ha="center", va="bottom", fontsize=6, rotation=90)
     for ax, label in zip(axes, ("token reduction vs cons@N (%)", "accuracy (%)"), strict=True):
         ax.set_xticks(range(len(policies)), policies, rotation=20, ha="right", fontsize=8)

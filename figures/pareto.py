@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from dp.figures.common import FigureResult, new_figure, policy_color, save
+from dp.figures.common import FigureResult, new_figure, policy_color, save, ungraded_note
 from dp.figures.points import PointStore, summary_row
 from dp.simulate.policies.registry import make_policy
 
@@ -65,6 +65,12 @@ def pareto_figure(store: PointStore, runs: list[str], out_dir: Path) -> FigureRe
             res.notes.append(f"run '{run}': {stale} stored points were made from other traces than the "
                              "run holds now and are left out")
         pts = list(latest.values())
+        ungraded = [p for p in pts if p["accuracy"] is None]  # accuracy n/a: no place on this axis
+        if ungraded:
+            res.notes.append(f"{ungraded_note(run, ungraded[0])}; {len(ungraded)} points left out")
+            pts = [p for p in pts if p["accuracy"] is not None]
+            if not pts:
+                continue
         if not pts:
             res.notes.append(f"run '{run}': no simulator points stored")
             continue

@@ -68,7 +68,7 @@ class PointSpec:
         from dp.simulate.policies.base import PrefixPolicy
 
         if self.order_kind == "prefix-length" and isinstance(make_policy(self.policy), PrefixPolicy):
-            return "prefix-length", 1
+            return "prefix-length", self.orders
         return "random", self.orders
 
     def sim_settings(self, policies: tuple[str, ...], taus: list[float]) -> SimSettings:
@@ -187,7 +187,8 @@ SUMMARY_KEYS = ("policy", "params", "tokens", "tokens_std", "full_tokens", "toke
 
 def summary_row(run: str, point: dict) -> dict:
     """A point as a table row: run, point id and the fields `dp simulate --json` prints."""
-    return {"run": run, "point_id": point["point_id"], **{k: point[k] for k in SUMMARY_KEYS}}
+    return {"run": run, "point_id": point["point_id"], **{k: point[k] for k in SUMMARY_KEYS},
+            "graded_problems": point.get("graded_problems")}  # None on points stored before it existed
 
 
 def simulate_command(specs: list[PointSpec], cache_path: str = "CACHE") -> str:

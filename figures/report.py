@@ -72,8 +72,8 @@ def _clean(obj):
 
 
 def _cell(key: str, v) -> str:
-    if v is None:
-        return ""
+    if v is None:  # a share without graded problems is n/a, never a blank that reads as missing data
+        return "n/a" if key in ("accuracy", "pass_rate") else ""
     if isinstance(v, bool):
         return "yes" if v else ""
     if isinstance(v, float):

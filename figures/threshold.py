@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dp.figures.common import FigureResult, color, new_figure, save
+from dp.figures.common import FigureResult, color, new_figure, pct_array, save, ungraded_note
 from dp.figures.points import PointSpec, PointStore, simulate_command, summary_row
 
 NAME = "threshold"
@@ -43,6 +43,8 @@ def threshold_figure(store: PointStore, runs: list[str], out_dir: Path, judge: s
             res.rows.append({**summary_row(run, p), "tau": s.tau,
                              "token_reduction_std": p["tokens_std"] / p["full_tokens"] if p["full_tokens"] else 0.0})
         res.data.setdefault("cons", {})[run] = summary_row(run, cons)
+        if note := ungraded_note(run, cons):
+            res.notes.append(note)
         res.data.setdefault("per_problem", {}).update(
             {f"{run}/tau={s.tau!r}": p["per_problem"] for s, p in zip(specs, points, strict=True)})
         res.data.setdefault("commands", {})[run] = simulate_command(specs, store.cache.path)
@@ -56,15 +58,16 @@ def threshold_figure(store: PointStore, runs: list[str], out_dir: Path, judge: s
         tau = np.array([r["tau"] for r in rows])
         red = 100 * np.array([r["token_reduction"] for r in rows])
         red_sd = 100 * np.array([r["token_reduction_std"] for r in rows])
-        acc = 100 * np.array([r["accuracy"] for r in rows])
-        acc_sd = 100 * np.array([r["accuracy_std"] for r in rows])
-        passed = 100 * np.array([r["pass_rate"] for r in rows])
+        acc = pct_array([r["accuracy"] for r in rows])  # NaN (not drawn) where no problem has gold
+        acc_sd = pct_array([r["accuracy_std"] for r in rows])
+        passed = pct_array([r["pass_rate"] for r in rows])
         c = color(i)
         axes[0].plot(tau, red, marker=".", color=c, label=run)
         axes[0].fill_between(tau, red - red_sd, red + red_sd, color=c, alpha=0.2, lw=0)
         axes[1].plot(tau, acc, marker=".", color=c, label=run)
         axes[1].fill_between(tau, acc - acc_sd, acc + acc_sd, color=c, alpha=0.2, lw=0)
-        axes[1].axhline(100 * per_run[run][1]["accuracy"], ls="--", color=c, lw=1)
+        if per_run[run][1]["accuracy"] is not None:
+            axes[1].axhline(100 * per_run[run][1]["accuracy"], ls="--", color=c, lw=1)
         axes[2].plot(tau, passed, marker=".", color=c, label=run)
     for ax, label in zip(axes, ("token reduction vs cons@N (%)", "accuracy (%)", "pass rate (%)"), strict=True):
         ax.set_xlabel("threshold tau")

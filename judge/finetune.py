@@ -47,7 +47,7 @@ class FinetuneSettings(LoopSettings):
 
     grad_accum: int = 1  # micro-batches of batch_size pairs per optimiser step (>= 1)
     eval_every: int = 0  # optimiser steps between validations; 0 = never
-    val_share: float = 0.0  # share of the training problems held out for validation, in [0, 1)
+    val_share: float = 0.0  # share of the training questions (by digest) held out for validation, in [0, 1)
     val_pairs: int = 128  # at most this many distinct validation pairs (seeded sample)
     patience: int = 0  # evaluations without a better AUROC before stopping; 0 = never stop early
     checkpoint_every: int = 25  # optimiser steps between checkpoints (>= 1)
@@ -69,7 +69,10 @@ class FinetuneSettings(LoopSettings):
 
 
 def split_problems(problems: np.ndarray, share: float, seed: int) -> np.ndarray:
-    """(m,) bool: True for pairs whose problem is in the seeded validation share of the problems."""
+    """(m,) bool: True for pairs whose problem is in the seeded validation share of the problems.
+
+    `problems`: (m,) the key each pair is grouped by; pass `PairSet.question_keys()` (question
+    digests), so a question held out for validation is never trained on under another run."""
     names = np.unique(problems.astype(str))
     k = int(round(share * names.size))
     if share and (k < 1 or k >= names.size):

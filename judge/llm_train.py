@@ -1,11 +1,13 @@
 """Fine-tuning the `llm` judge (`dp judge train --judge llm`): the paper's recipe, made to fit a CPU.
 
 The recipe: P(yes) from the yes/no prompt over the two prefixes (`dp.judge.llm`), focal
-loss, the "different" class oversampled in the pairs (`--oversample 2`). What is trained
+loss (gamma 2 by default; `--set focal_gamma=0` is cross-entropy), the "different" class
+oversampled in the pairs (`--oversample 2`). What is trained
 is a setting (`LLMTrainSettings`): every weight (default), only the top `train_layers`
 decoder layers and the final norm, or LoRA adapters of rank `lora_r` (with `peft`;
 merged into the weights before saving, so the saved judge needs no peft). The pairs are
-split by problem (`val_share`): the validation problems are never trained on and give
+split by question digest (`val_share`): the validation questions are never trained on,
+under any run or problem id, and give
 the validation AUROC of `dp.judge.finetune`, which keeps the best state, stops early and
 checkpoints into `OUT/checkpoint/` so `--resume` continues an interrupted or time-limited
 run (`--time-limit`). The finished judge is a directory (judge.json, weights, tokenizer)
@@ -43,6 +45,7 @@ class LLMTrainSettings(LLMSettings, FinetuneSettings):
     lora_r: int = 0  # LoRA rank (peft) on the attention and MLP projections; 0 = no LoRA
     lora_alpha: float | None = None  # LoRA scale numerator; None = 2 * lora_r
     max_metric_pairs: int = 256  # train_judge scores at most this many training pairs for train_auroc
+    focal_gamma: float = 2.0  # the paper's focal loss (v1); 0 = cross-entropy
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -95,6 +98,14 @@ def _fingerprint(s: LLMTrainSettings, pairs, seed: int) -> str:
     return hashlib.blake2b(json.dumps(data, default=str).encode(), digest_size=8).hexdigest()
 
 
+def validation_pairs(pairs, share: float, seed: int) -> np.ndarray:
+    """(m,) bool: the pairs held out for validation, a seeded `share` of the questions grouped by
+    question digest (`PairSet.question_keys`): one question in two runs is in one half only."""
+    if not share:
+        return np.zeros(pairs.n, dtype=bool)
+    return split_problems(pairs.question_keys(), share, seed)
+
+
 def _val_rows(pairs, is_val: np.ndarray, max_pairs: int, seed: int) -> np.ndarray:
     """Distinct validation pairs (oversampled copies dropped): up to half of `max_pairs` of each
     label, seeded. AUROC does not depend on the label ratio; balancing it cuts its noise."""
@@ -122,7 +133,7 @@ def train_llm_judge(pairs, s: LLMTrainSettings, seed: int = 0, meta: dict | None
     ckpt = Path(out) / CHECKPOINT_DIR if out is not None else None
     if ckpt is not None and (ckpt / "state.pt").exists() and not resume:
         raise DPError(f"{out} holds an unfinished training; pass --resume to continue it (or remove {ckpt})")
-    is_val = split_problems(pairs.problems, s.val_share, seed) if s.val_share else np.zeros(pairs.n, dtype=bool)
+    is_val = validation_pairs(pairs, s.val_share, seed)
     train_rows = np.flatnonzero(~is_val)
     if len(np.unique(y[train_rows])) < 2:
         raise DPError("the training problems have pairs of one label only")

@@ -25,6 +25,7 @@ import numpy as np
 from dp.cache import Cache, ProblemTraces
 from dp.errors import DPError
 from dp.judge.base import Prefix
+from dp.judge.insample import problem_digest
 from dp.judge.prefix_reader import read_prefixes
 from dp.judge.truncation import TruncationRule
 from dp.seeds import rng
@@ -42,6 +43,7 @@ class PairSet:
     left: list[Prefix]  # (m,) prefixes of a_ids
     right: list[Prefix]  # (m,) prefixes of b_ids
     settings: dict = field(default_factory=dict)
+    questions: np.ndarray | None = None  # (m,) object, digest of each pair's question (`problem_digest`)
 
     @property
     def n(self) -> int:
@@ -54,6 +56,12 @@ class PairSet:
     def summary(self) -> dict:
         return {"pairs": self.n, "positive_rate": self.positive_rate,
                 "problems": int(len(np.unique(self.problems))) if self.n else 0, **self.settings}
+
+    def question_keys(self) -> np.ndarray:
+        """(m,) what a train/validation split groups by: the question digest, so one question in
+        two runs (or under two problem ids) never lands in both halves; "run/problem_id" where
+        the digests are unknown."""
+        return self.problems if self.questions is None else self.questions
 
     def to_jsonl(self, path: str | Path) -> int:
         """Write one JSON object per pair (ids, label, prefix tokens and texts); returns pairs written."""
@@ -71,7 +79,8 @@ class PairSet:
         """The pairs where `keep` (m,) bool is True."""
         idx = np.flatnonzero(keep)
         return PairSet(self.rule, self.a_ids[idx], self.b_ids[idx], self.labels[idx], self.problems[idx],
-                       [self.left[i] for i in idx], [self.right[i] for i in idx], dict(self.settings))
+                       [self.left[i] for i in idx], [self.right[i] for i in idx], dict(self.settings),
+                       None if self.questions is None else self.questions[idx])
 
     @staticmethod
     def concat(sets: list[PairSet]) -> PairSet:
@@ -85,6 +94,8 @@ class PairSet:
             left=[p for s in sets for p in s.left], right=[p for s in sets for p in s.right],
             settings={**sets[0].settings, "run": [s.settings.get("run") for s in sets],
                       "truncate": [s.settings.get("truncate") for s in sets]},
+            questions=(None if any(s.questions is None for s in sets)
+                       else np.concatenate([s.questions for s in sets])),
         )
 
 
@@ -121,7 +132,7 @@ def build_pairs(
         raise DPError(f"max pairs per problem must be >= 1, got {max_pairs_per_problem}")
     problems = cache.load_run(run)
     prefixes: dict[int, Prefix] = {}
-    a_parts, b_parts, l_parts, p_parts = [], [], [], []
+    a_parts, b_parts, l_parts, p_parts, q_parts = [], [], [], [], []
     for p in problems:
         i, j = np.triu_indices(p.n, k=1)
         labels = pair_labels(p.classes[i], p.classes[j])
@@ -137,16 +148,17 @@ def build_pairs(
         b_parts.append(p.trace_ids[j[keep]])
         l_parts.append(labels[keep])
         p_parts.append(np.full(keep.size, f"{run}/{p.problem.problem_id}", dtype=object))
+        q_parts.append(np.full(keep.size, problem_digest(p.problem.question), dtype=object))
     if not a_parts:
-        a, b, lab, prob = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int8),
-                           np.zeros(0, object))
+        a, b, lab, prob, qs = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int8),
+                               np.zeros(0, object), np.zeros(0, object))
     else:
         a, b = np.concatenate(a_parts).astype(np.int64), np.concatenate(b_parts).astype(np.int64)
-        lab, prob = np.concatenate(l_parts), np.concatenate(p_parts)
+        lab, prob, qs = np.concatenate(l_parts), np.concatenate(p_parts), np.concatenate(q_parts)
     if oversample_negative > 1:
         reps = np.where(lab == 0, oversample_negative, 1)
-        a, b, lab, prob = (np.repeat(x, reps) for x in (a, b, lab, prob))
+        a, b, lab, prob, qs = (np.repeat(x, reps) for x in (a, b, lab, prob, qs))
     settings = {"run": run, "truncate": str(rule), "max_pairs_per_problem": max_pairs_per_problem,
                 "seed": seed, "oversample_negative": oversample_negative}
     return PairSet(rule, a, b, lab, prob, [prefixes[int(t)] for t in a], [prefixes[int(t)] for t in b],
-                   settings)
+                   settings, qs)

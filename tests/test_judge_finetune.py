@@ -49,6 +49,39 @@ def test_validation_split_is_by_problem_and_seeded():
         split_problems(problems, 0.01, seed=1)
 
 
+def test_validation_split_is_by_question_across_runs(tmp_path):
+    # the same 12 questions in two runs, under other problem ids in the second: split by
+    # "run/problem_id", each question landed in both halves with probability about 1/2
+    from dp.judge.llm_train import validation_pairs
+    from dp.judge.pairs import PairSet
+    from tests.conftest import invoke
+
+    cache = tmp_path / "two.duckdb"
+    for run, prefix in (("a", "p"), ("b", "other-")):
+        rows = [{"pid": f"{prefix}{i}", "q": f"What is {i} + {i}?", "g": str(2 * i),
+                 "t": f"so the answer is \\boxed{{{2 * i + k % 2}}}"} for i in range(12) for k in range(3)]
+        f = tmp_path / f"{run}.jsonl"
+        f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        r = invoke("import", f, "--format", "table", "--run", run, "--cache", cache,
+                   "--map", "problem_id=pid,question=q,text=t,gold=g")
+        assert r.exit_code == 0, r.output
+    with Cache(cache) as c:
+        pairs = PairSet.concat([build_pairs(c, run, "tokens:4") for run in ("a", "b")])
+    assert len(set(pairs.problems)) == 24 and len(set(pairs.question_keys())) == 12
+    for seed in range(5):
+        val = validation_pairs(pairs, 0.25, seed)
+        held = set(pairs.question_keys()[val])
+        assert len(held) == 3 and not held & set(pairs.question_keys()[~val])
+        assert {p.split("/")[0] for p in pairs.problems[val]} == {"a", "b"}  # both runs' copies held out
+    sub = pairs.subset(np.arange(pairs.n) % 2 == 0)
+    assert sub.questions is not None and sub.questions.size == sub.n
+
+
+def test_llm_judge_trains_on_focal_loss_by_default():
+    assert LLMTrainSettings().focal_gamma == 2.0  # the recipe the help and README name
+    assert FinetuneSettings().focal_gamma == 0.0  # the loop's own default stays cross-entropy
+
+
 def test_finetune_settings_are_validated_in_one_line():
     with pytest.raises(DPError, match="eval_every needs val_share"):
         FinetuneSettings(eval_every=5)
@@ -120,12 +153,21 @@ def test_llm_training_resumed_after_a_time_limit_ends_where_an_uninterrupted_run
 
 
 @pytest.fixture(scope="module")
-def embed_dir(cache_path, tmp_path_factory):
+def embed_trained(cache_path, tmp_path_factory):
+    """(directory, the judge as trained, in memory): what `dp judge train --judge lm-embed` runs."""
+    from dp.judge.lm_embed import trainer
+    from dp.judge.train import training_meta
+
     out = tmp_path_factory.mktemp("lmembed") / "j"
-    r = run("judge", "train", "--cache", cache_path, "--run", "qwen", "--judge", "lm-embed", "--truncate",
-            "tokens:20", "--max-pairs", "10", "--set", "max_trace_tokens=24", "--out", out, "--json")
-    assert r.exit_code == 0, r.output
-    return out
+    with Cache(cache_path) as c:
+        pairs = build_pairs(c, "qwen", "tokens:20", 10, 0, 2)
+        meta = training_meta(c, {"qwen": None}, ["tokens:20"], 0, 2, 10, pairs)
+    return out, trainer(pairs, out, 0, meta, max_trace_tokens=24)
+
+
+@pytest.fixture(scope="module")
+def embed_dir(embed_trained):
+    return embed_trained[0]
 
 
 @pytest.mark.slow
@@ -145,13 +187,16 @@ def test_lm_embed_runs_one_forward_pass_per_distinct_prefix(embed_dir):
 
 
 @pytest.mark.slow
-def test_lm_embed_saves_and_reloads_with_the_same_scores(embed_dir, cache_path):
+def test_lm_embed_saves_and_reloads_with_the_same_scores(embed_trained, cache_path):
+    embed_dir, trained = embed_trained
     spec = json.loads((embed_dir / "judge.json").read_text())
     assert spec["type"] == "lm-embed" and spec["training"]["prefixes_embedded"] > 0
     with Cache(cache_path) as c:
         pairs = build_pairs(c, "qwen", "tokens:20", 4, 1)
-    a, b = load_judge(embed_dir), load_judge(embed_dir)
-    np.testing.assert_array_equal(a.score(pairs.left, pairs.right), b.score(pairs.left, pairs.right))
-    assert a.name == b.name == spec["name"] and a.name.startswith("lm-embed:smollm2-135m:")
+    again = load_judge(embed_dir)  # against the judge as trained, not against a second load
+    want = trained.score(pairs.left, pairs.right)
+    assert want.std() > 0  # scores that could differ
+    np.testing.assert_allclose(again.score(pairs.left, pairs.right), want, rtol=1e-9, atol=1e-12)
+    assert again.name == trained.name == spec["name"] and again.name.startswith("lm-embed:smollm2-135m:")
     with pytest.raises(DPError, match="no untrained default"):
         load_judge("lm-embed")

@@ -11,8 +11,6 @@ from dp.simulate.policies.sequential import ESC, Adaptive
 from dp.simulate.policies.slimsc import SlimSC, segment_bounds
 from dp.simulate.replay.context import ProblemContext
 
-RNG = np.random.default_rng(0)
-
 
 def ctx_of(classes, lengths=None, confidence=None, texts=None):
     classes = np.asarray(classes, dtype=np.int64)
@@ -29,9 +27,9 @@ def ctx_of(classes, lengths=None, confidence=None, texts=None):
 def test_adaptive_waves_check_only_at_wave_ends():
     ctx = ctx_of([0] * 10)
     # one at a time it stops after 4 agreeing traces (1 - 0.5^4 < 0.95 <= 1 - 0.5^5 at v1 = 4, v2 = 0)
-    assert Adaptive(confidence=0.95).plan(ctx, np.arange(10)[None, :], RNG).voters.sum() == 4
+    assert Adaptive(confidence=0.95).plan(ctx, np.arange(10)[None, :], np.random.default_rng(0)).voters.sum() == 4
     # in waves of 3 the criterion is first checked after 3 (not met), then after 6
-    assert Adaptive(confidence=0.95, wave=3).plan(ctx, np.arange(10)[None, :], RNG).voters.sum() == 6
+    assert Adaptive(confidence=0.95, wave=3).plan(ctx, np.arange(10)[None, :], np.random.default_rng(0)).voters.sum() == 6
 
 
 def test_wave_feed_is_the_replay_one_wave_at_a_time():
@@ -41,7 +39,7 @@ def test_wave_feed_is_the_replay_one_wave_at_a_time():
         for _ in range(50):
             classes = rng.integers(-1, 3, size=13)
             order = rng.permutation(13)
-            plan = policy.plan(ctx_of(classes), order[None, :], RNG)
+            plan = policy.plan(ctx_of(classes), order[None, :], np.random.default_rng(0))
             state, a = policy.begin(13, 1), 0
             while a < 13:
                 b = min(a + policy.wave_size, 13)
@@ -93,7 +91,7 @@ def test_slimsc_segments_and_decisions_by_hand():
             return np.array([table[x] for x in texts], dtype=np.float32)
 
     ctx = ctx_of([0, 1, 0], lengths=[5, 5, 5], texts=["abcdX", "xyefY", "abcdZ"])
-    plan = SlimSC(similarity=0.9, every=2, embedder=Table()).plan(ctx, np.array([[0, 1, 2], [2, 1, 0]]), RNG)
+    plan = SlimSC(similarity=0.9, every=2, embedder=Table()).plan(ctx, np.array([[0, 1, 2], [2, 1, 0]]), np.random.default_rng(0))
     # order 0,1,2: c=1 "ab" kept, "xy" kept (cos 0.6), "ab" pruned at 2; c=2 "cd" kept, "ef" pruned at 4
     assert plan.stop_at[0].tolist() == [5, 4, 2] and plan.voters[0].tolist() == [True, False, False]
     # order 2,1,0: the mirror image
@@ -115,7 +113,7 @@ def test_slimsc_online_decide_equals_the_replay():
         ctx = ctx_of(np.zeros(n), lengths=lengths)
         ctx._memo[("slimsc-segments", every)] = (t_of, c_of, emb)
         order = rng.permutation(n)
-        plan = policy.plan(ctx, order[None, :], RNG)
+        plan = policy.plan(ctx, order[None, :], np.random.default_rng(0))
         state = policy.begin(n, 1)
         for c in np.unique(c_of):
             table = np.zeros((n, 3), np.float32)

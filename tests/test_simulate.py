@@ -19,8 +19,6 @@ from dp.simulate.replay.driver import replay
 from dp.simulate.replay.scores import PairScores
 from tests.conftest import invoke
 
-RNG = np.random.default_rng(0)
-
 
 def ctx_of(classes, lengths=None, decision=None, correct_class=0, confidence=None):
     classes = np.asarray(classes, dtype=np.int64)
@@ -44,7 +42,7 @@ def test_charge_paper_and_concurrent():
 def test_deepprune_clusters_prunes_and_charges_prefixes():
     ctx = ctx_of([0, 0, 1, 0, 1, 2])
     policy = DeepPrune(tau=0.5, K2=2)
-    state = policy.begin(ctx, 1, RNG)
+    state = policy.begin(ctx, 1, np.random.default_rng(0))
     for t in range(6):
         policy.on_prefix(state, np.array([t]))
     assert state.assign.tolist() == [[0, 0, 1, 0, 1, 2]]
@@ -69,33 +67,33 @@ def test_pruned_trace_costs_its_prefix():
 def test_deepprune_when_full_and_representatives():
     ctx = ctx_of([0, 0, 1, 0, 1, 2])
     join = DeepPrune(tau=0.5, K=2)
-    s = join.begin(ctx, 1, RNG)
+    s = join.begin(ctx, 1, np.random.default_rng(0))
     for t in range(6):
         join.on_prefix(s, np.array([t]))
     assert s.assign[0, 5] == 0  # all similarities 0: joins the first-opened cluster
     prune = DeepPrune(tau=0.5, K=2, when_full="prune")
-    s = prune.begin(ctx, 1, RNG)
+    s = prune.begin(ctx, 1, np.random.default_rng(0))
     for t in range(6):
         prune.on_prefix(s, np.array([t]))
     assert s.assign[0, 5] == -2
     rep = DeepPrune(tau=0.5, final="representatives")
-    plan = rep.plan(ctx, np.arange(6)[None, :], RNG)
+    plan = rep.plan(ctx, np.arange(6)[None, :], np.random.default_rng(0))
     assert np.flatnonzero(plan.voters[0]).tolist() == [0, 2, 5]
     weighted = DeepPrune(tau=0.5, final="representatives-weighted")
-    plan = weighted.plan(ctx, np.arange(6)[None, :], RNG)
+    plan = weighted.plan(ctx, np.arange(6)[None, :], np.random.default_rng(0))
     assert plan.weights[0, [0, 2, 5]].tolist() == [3, 2, 1]
 
 
 def test_all_singletons_fall_back_to_k3_random_traces():
     ctx = ctx_of([0, 1, 2, 3, 4, 5])
-    plan = DeepPrune(tau=0.5, K3=3).plan(ctx, np.arange(6)[None, :], RNG)
+    plan = DeepPrune(tau=0.5, K3=3).plan(ctx, np.arange(6)[None, :], np.random.default_rng(0))
     assert plan.voters.sum() == 3
 
 
 def test_reservoir_sample_is_bounded_by_k1():
     ctx = ctx_of([0] * 30)
     policy = DeepPrune(tau=0.5, K1=4)
-    s = policy.begin(ctx, 3, RNG)
+    s = policy.begin(ctx, 3, np.random.default_rng(0))
     for t in range(30):
         policy.on_prefix(s, np.full(3, t))
     assert (s.sample[:, 0, :] >= 0).sum(axis=1).tolist() == [4, 4, 4]
@@ -107,7 +105,7 @@ def test_cons_has_zero_reduction_and_random_keeps_budget():
     ctx = ctx_of([0, 1, 0, 0], lengths=[10, 20, 30, 40])
     res = replay(Consensus(), [ctx], orders=5)
     assert res.token_reduction == 0.0 and res.tokens == 100 and res.accuracy == 1.0
-    plan = RandomPrune(keep=2).plan(ctx, np.tile(np.arange(4), (7, 1)), RNG)
+    plan = RandomPrune(keep=2).plan(ctx, np.tile(np.arange(4), (7, 1)), np.random.default_rng(0))
     assert (plan.voters.sum(axis=1) == 2).all()
     assert ((plan.stop_at == np.where(plan.voters, [10, 20, 30, 40], 10)).all())
 
@@ -126,7 +124,7 @@ def test_cons_on_ties_is_the_expected_value_of_a_random_tie_break():
     # the old rule (smallest class id) gave problems A and B to class 0: accuracy 1/3
 
 
-def test_matched_controls_finish_as_many_traces_and_spend_no_more():
+def test_matched_controls_finish_as_many_traces_and_token_matched_comes_nearest():
     from dp.simulate.replay.matched import count_matched, token_matched
 
     lengths, decision = np.array([100, 50, 80, 20, 60]), np.array([10, 5, 8, 2, 6])
@@ -152,6 +150,21 @@ def test_matched_controls_finish_as_many_traces_and_spend_no_more():
     assert set(spent.tolist()) == {20, 28, 30}
     orders_10_10_10 = (spent == 30)
     assert tm.voters[orders_10_10_10, 4].sum() == 0 and (tm.voters[orders_10_10_10].sum(axis=1) == 3).all()
+    # nearest, not within: it spends 2 tokens over the budget of 28 there
+
+
+def test_token_matched_rule_is_what_dp_simulate_says(real_cache):
+    # the README said the token-matched control stays within DeepPrune's tokens; the code takes the
+    # nearest total. The printed legend names the rule, and the paired token difference shows it.
+    r = invoke("simulate", "--cache", real_cache, "--run", "qwen", "--policy", "deepprune", "--judge", "jaccard",
+               "--truncate", "tokens:20", "--K2", "4", "--orders", "4", "--no-store", "--limit", "20")
+    assert r.exit_code == 0, r.output
+    assert "come nearest the policy's, a little over or under" in r.stdout
+    assert "at the policy's own budget" not in r.stdout
+    r = invoke("simulate", "--cache", real_cache, "--run", "qwen", "--policy", "deepprune", "--judge", "jaccard",
+               "--truncate", "tokens:20", "--K2", "4", "--orders", "4", "--no-store", "--limit", "20", "--json")
+    row = json.loads(r.stdout)[0]
+    assert row["token_matched_tokens"] - row["tokens"] == pytest.approx(-row["token_matched_tokens_diff"])
 
 
 def test_deepprune_rows_carry_paired_differences():
@@ -168,19 +181,56 @@ def test_deepprune_rows_carry_paired_differences():
     assert "matched_tokens" not in replay(Consensus(), [ctx], orders=2).summary()
 
 
+def test_paired_differences_pair_each_control_with_its_own_order():
+    # A mean identity (policy mean - control mean = mean difference) holds however the controls
+    # are paired; these checks do not. A random judge makes DeepPrune finish a different number
+    # of traces in each order. With equal lengths the count-matched control then costs exactly
+    # what its own order cost (tokens_diff_se 0), and the accuracy differences' standard error is
+    # the one of the per-order differences recomputed here, order by order.
+    from dp.judge.simple import RandomJudge
+    from dp.seeds import rng as make_rng
+    from dp.simulate.replay.driver import make_orders
+    from dp.simulate.replay.matched import controls
+    from dp.votes import arrival_ranks, majority_rows
+
+    ctx = ctx_of([0, 1, 0, 2, 0, 1, 0, 0, 1, 2, 0, 1])
+    ctx.scores = PairScores(RandomJudge(seed=4), "tokens:10", ctx.scores.prefixes)
+    policy, R, seed = DeepPrune(tau=0.5, K2=12), 40, 7
+    res = replay(policy, [ctx], orders=R, seed=seed).summary()
+    ords = make_orders(ctx, R, "random", seed)
+    ranks = arrival_ranks(ords)
+    plan = policy.plan(ctx, ords, make_rng(seed, policy.name, ctx.problem_id))
+    finished = plan.voters.sum(axis=1)
+    assert np.unique(finished).size > 2  # the pairing matters: budgets differ between orders
+    assert res["matched_tokens_diff"] == 0.0 and res["matched_tokens_diff_se"] == 0.0
+    ctl = controls(ctx.lengths, ctx.decision, plan.voters, make_rng(seed, "matched", policy.name, ctx.problem_id),
+                   policy.accounting)
+
+    def right(p):  # (R,) the vote is class 0, the correct one
+        return (majority_rows(ctx.classes, p.voters, ranks, p.weights) == 0).astype(float)
+
+    for c in ("matched", "token_matched"):
+        d = right(plan) - right(ctl[c])
+        assert np.unique(d).size > 1
+        assert res[f"{c}_accuracy_diff"] == pytest.approx(d.mean())
+        assert res[f"{c}_accuracy_diff_se"] == pytest.approx(d.std(ddof=1) / np.sqrt(R))
+        shifted = right(plan) - np.roll(right(ctl[c]), 1)  # the same controls, one order off
+        assert res[f"{c}_accuracy_diff_se"] != pytest.approx(shifted.std(ddof=1) / np.sqrt(R))
+
+
 def test_esc_stops_at_first_unanimous_window():
     ctx = ctx_of([0, 0, 1, 0, 0] + [0] * 5 + [1] * 5, lengths=np.arange(1, 16))
-    plan = ESC(window=5).plan(ctx, np.arange(15)[None, :], RNG)
+    plan = ESC(window=5).plan(ctx, np.arange(15)[None, :], np.random.default_rng(0))
     assert plan.voters[0].tolist() == [True] * 10 + [False] * 5
     assert plan.stop_at.sum() == sum(range(1, 11))
     missing = ctx_of([-1] * 5 + [1] * 5)
-    assert ESC(window=5).plan(missing, np.arange(10)[None, :], RNG).voters.sum() == 10
+    assert ESC(window=5).plan(missing, np.arange(10)[None, :], np.random.default_rng(0)).voters.sum() == 10
 
 
 def test_adaptive_beta_criterion():
     assert beta_stop_probability(np.array([3.0]), np.array([0.0]))[0] == pytest.approx(1 - 0.5**4)
     ctx = ctx_of([0] * 10)
-    plan = Adaptive(confidence=0.95).plan(ctx, np.arange(10)[None, :], RNG)
+    plan = Adaptive(confidence=0.95).plan(ctx, np.arange(10)[None, :], np.random.default_rng(0))
     assert plan.voters.sum() == 4  # 1 - 0.5^4 < 0.95 <= 1 - 0.5^5
 
 
@@ -189,7 +239,7 @@ def test_deepconf_threshold_stop_and_weights():
     conf = [np.array([1.0, 1.0, 1.0]), np.array([3.0, 3.0, 3.0]),
             np.array([2.0, 1.0, 3.0, 3.0]), np.array([3.0, 2.0, 5.0])]
     ctx = ctx_of([0, 1, 1, 0], lengths=[3, 3, 4, 3], confidence=conf)
-    plan = DeepConf(warmup=2, percentile=50.0, conf_window=2).plan(ctx, np.arange(4)[None, :], RNG)
+    plan = DeepConf(warmup=2, percentile=50.0, conf_window=2).plan(ctx, np.arange(4)[None, :], np.random.default_rng(0))
     # threshold = median(1.0, 3.0) = 2.0; trace 2's first window mean is 1.5 < 2: stops after token 2
     assert plan.stop_at[0].tolist() == [3, 3, 2, 3]
     assert plan.voters[0].tolist() == [False, True, False, True]
@@ -200,7 +250,7 @@ def test_deepconf_refuses_runs_without_confidence():
     from dp.errors import DPError
 
     with pytest.raises(DPError, match="confidence"):
-        DeepConf().plan(ctx_of([0, 1]), np.arange(2)[None, :], RNG)
+        DeepConf().plan(ctx_of([0, 1]), np.arange(2)[None, :], np.random.default_rng(0))
 
 
 def test_real_traces_whole_table_and_oracle_bound(real_cache):
@@ -216,6 +266,14 @@ def test_real_traces_whole_table_and_oracle_bound(real_cache):
     assert rows["cons"]["token_reduction"] == 0.0
     assert rows["deepprune"]["tokens"] < rows["cons"]["tokens"]
     assert rows["deepprune"]["judge_pairs"] > 0
+    oracle = rows["deepprune-oracle"]
+    assert oracle["params"]["judge"] == "oracle" and oracle["judge_in_sample"] is False
+    # the oracle clusters by final answer exactly: every finished trace carries the largest class,
+    # which is the majority answer (ties by arrival, as cons@N breaks them), so it votes as cons@N
+    # does, and a correct answer is among its voters exactly when the vote is correct
+    assert oracle["accuracy"] == pytest.approx(rows["cons"]["accuracy"], abs=1e-12)
+    assert oracle["pass_rate"] == pytest.approx(oracle["accuracy"], abs=1e-12)
+    assert oracle["accuracy"] >= rows["deepprune"]["accuracy"]  # the bound over the jaccard judge
     r = invoke("simulate", "--cache", real_cache, "--run", "qwen", "--orders", "3",
                "--policy", "deepconf-low")
     assert r.exit_code != 0 and "confidence" in r.output
@@ -280,6 +338,30 @@ def test_in_sample_judges_are_flagged_and_crossfit_is_not(real_cache):
     assert r.exit_code != 0 and "trainable" in r.stderr
 
 
+def test_no_problem_is_scored_by_a_fold_judge_that_was_trained_on_it(real_cache):
+    from dp.cache.store import Cache
+    from dp.judge.crossfit import crossfit_judges
+    from dp.judge.insample import problem_digest, trained_on
+    from dp.judge.truncation import TruncationRule
+    from dp.simulate.replay.context import build_contexts
+    from dp.simulate.replay.sweep import crossfit_in_sample
+
+    rule = TruncationRule.parse("tokens:100")
+    with Cache(real_cache) as cache:
+        folds = crossfit_judges(cache, "qwen", "features", rule, 3, seed=0, max_pairs=20)
+        contexts = build_contexts(cache, "qwen", rule, folds)
+        questions = {p.problem_id: p.question for p in cache.problems("qwen")}
+        assert len(contexts) == len(questions) == 100
+        for ctx in contexts:  # the judge that scores each problem's pairs, as the replay uses it
+            rec = trained_on(ctx.scores.judge)
+            assert ctx.problem_id not in rec["problem_ids"]["qwen"]
+            assert problem_digest(questions[ctx.problem_id]) not in rec["problem_digests"]
+            assert sum(ctx.problem_id in trained_on(j)["problem_ids"]["qwen"] for j in folds.judges) == 2
+        assert crossfit_in_sample(folds, cache, "qwen") is False
+        folds.fold_of = {pid: (f + 1) % 3 for pid, f in folds.fold_of.items()}  # every problem to a judge that saw it
+        assert crossfit_in_sample(folds, cache, "qwen") is True
+
+
 def test_settings_that_cannot_prune_are_reported(real_cache):
     r = invoke("simulate", "--cache", real_cache, "--run", "qwen", "--policy", "deepprune", "--judge", "jaccard",
                "--truncate", "words:25", "--orders", "2", "--no-store", "--json")
@@ -298,7 +380,7 @@ def test_prefix_length_orders_only_prefix_policies_and_accounting_is_stored(real
                "--json", "--limit", "5")
     assert r.exit_code == 0, r.output
     rows = {x["policy"]: x for x in json.loads(r.stdout)}
-    assert (rows["random"]["order_kind"], rows["random"]["orders"]) == ("prefix-length", 1)
+    assert (rows["random"]["order_kind"], rows["random"]["orders"]) == ("prefix-length", 4)
     for p in ("esc", "adaptive"):
         assert (rows[p]["order_kind"], rows[p]["orders"]) == ("random", 4)
         assert rows[p]["params"]["accounting"] == "concurrent"
@@ -331,3 +413,31 @@ def test_tie_rule_leaves_cons_on_the_esc_file_within_half_a_point(real_cache):
         counts = np.bincount(p.classes[p.classes >= 0])
         old.append(bool(counts.size) and int(counts.argmax()) in p.correct_classes)
     assert abs(new - np.mean(old)) <= 0.005, (new, np.mean(old))
+
+
+def test_prefix_length_order_breaks_ties_at_random_not_by_file_order():
+    # tokens:k: every trace has the same decision point. With a stable sort the file order was the
+    # arrival order, so the tie rule followed the file: [0,1,1,0] scored 0.0, [1,0,0,1] scored 1.0
+    a, b = ctx_of([0, 1, 1, 0], correct_class=1), ctx_of([1, 0, 0, 1], correct_class=1)
+    got = [replay(Consensus(), [c], orders=400, order_kind="prefix-length", seed=2) for c in (a, b)]
+    assert [r.orders for r in got] == [400, 400]
+    assert got[0].accuracy == pytest.approx(0.5, abs=0.08) and got[1].accuracy == pytest.approx(0.5, abs=0.08)
+    from dp.simulate.replay.driver import make_orders
+
+    c = ctx_of([0, 0, 0, 0, 0], decision=[30, 10, 20, 10, 10])
+    ords = make_orders(c, 50, "prefix-length", 0)
+    assert (c.decision[ords] == [10, 10, 10, 20, 30]).all()  # still by decision point
+    assert len({tuple(o[:3]) for o in ords.tolist()}) > 1  # the tied three in varying order
+    assert np.array_equal(ords, make_orders(c, 50, "prefix-length", 0))  # seeded
+
+
+def test_no_test_module_holds_a_module_level_generator():
+    # a generator shared by a module's tests makes each test's draws depend on which tests ran before
+    import ast
+    from pathlib import Path
+
+    for path in sorted(Path(__file__).parent.glob("test_*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+                src = ast.unparse(node.value)
+                assert "default_rng" not in src and "RandomState" not in src, f"{path.name}: {src}"

@@ -76,7 +76,9 @@ def _echo(out: dict, judge: str) -> None:
     click.echo(f"live run '{out['live_run']}' ({out['policy']}, {out['mode']} mode, {out['problems']} problems x "
                f"{out['n']} traces, seed {out['seed']}, truncate {out['truncate']}, judge {judge})")
     click.echo(f"  live: {out['live_tokens']} tokens in {out['live_seconds']:.1f} s ({out['max_problems_in_flight']} "
-               f"problems in flight, {out['dtype']}), accuracy {out['live_accuracy']:.3f}, "
+               f"problems in flight, {out['dtype']}), accuracy "
+               + (f"{out['live_accuracy']:.3f} over {out['graded_problems']} problems with a gold answer, "
+                  if out["live_accuracy"] is not None else "n/a (no problem has a gold answer), ") +
                f"judge {out['judge_seconds']:.2f} s for {out['judge_pairs']} pairs")
     if "simulated_tokens" in out:
         click.echo(f"  simulated ({out['accounting']} accounting): {out['simulated_tokens']} tokens; "

@@ -85,7 +85,9 @@ def simulate_cmd(cache_path, run, policies, judge, final, when_full, accounting,
     if as_json:
         emit_json(rows)
         return
-    click.echo(f"run '{name}' of {cache_path}: {results[0].problems} problems, {orders} arrival orders "
+    graded = results[0].graded_problems
+    click.echo(f"run '{name}' of {cache_path}: {results[0].problems} problems ({graded} with a gold answer), "
+               f"{orders} arrival orders "
                f"({order_kind} for prefix policies, random for the others), seed {seed}, truncate {truncate}, "
                f"judge {judge}" + (f" cross-fitted over {crossfit} folds" if crossfit else ""))
     table = []
@@ -95,8 +97,8 @@ def simulate_cmd(cache_path, run, policies, judge, final, when_full, accounting,
                            or (k in {x.split('=')[0] for x in sweep}))
         share = "" if r.prefix_share is None else f"{r.prefix_share:.2f}"
         table.append({"policy": r.policy, "settings": setting, "tokens": f"{r.tokens:.0f}",
-                      "token_reduction": f"{100 * r.token_reduction:.1f}%", "accuracy": r.accuracy,
-                      "accuracy_std": r.accuracy_std, "pass_rate": r.pass_rate, "prefix_share": share,
+                      "token_reduction": f"{100 * r.token_reduction:.1f}%", "accuracy": _na(r.accuracy),
+                      "accuracy_std": _na(r.accuracy_std), "pass_rate": _na(r.pass_rate), "prefix_share": share,
                       "judge_pairs": f"{r.judge_pairs:.0f}"})
         s = r.summary()
         for c, label in (("matched", "matched random"), ("token_matched", "token-matched random")):
@@ -105,16 +107,29 @@ def simulate_cmd(cache_path, run, policies, judge, final, when_full, accounting,
                 table.append({"policy": f"  {label}", "settings": "same orders",
                               "tokens": f"{s[f'{c}_tokens']:.0f}",
                               "token_reduction": f"{100 * s[f'{c}_token_reduction']:.1f}%",
-                              "accuracy": s[f"{c}_accuracy"], "accuracy_std": "", "pass_rate": s[f"{c}_pass_rate"],
-                              "prefix_share": share,
-                              "judge_pairs": "diff acc " + f"{s[f'{c}_accuracy_diff']:+.4f}"
-                                             + (f" ± {se:.4f}" if se is not None else "")})
+                              "accuracy": _na(s[f"{c}_accuracy"]), "accuracy_std": "",
+                              "pass_rate": _na(s[f"{c}_pass_rate"]), "prefix_share": share,
+                              "judge_pairs": "" if s[f"{c}_accuracy_diff"] is None else
+                              "diff acc " + f"{s[f'{c}_accuracy_diff']:+.4f}" + (f" ± {se:.4f}" if se is not None else "")})
     print_table(table, ["policy", "settings", "tokens", "token_reduction", "accuracy", "accuracy_std",
                         "pass_rate", "prefix_share", "judge_pairs"])
     click.echo("tokens: mean over orders, summed over problems; accounting as in 'settings' "
                "(prefix policies: paper = prefixes + finished traces; others: tokens generated). "
-               "Matched rows: random pruning at the policy's own budget on the same orders; "
+               "Matched rows: random pruning on the same orders, finishing as many traces as the policy "
+               "(matched random) or random traces whose extra tokens come nearest the policy's, a little over "
+               "or under (token-matched random; its tokens column shows by how much); "
                "'diff acc' = policy minus control, ± its standard error over orders.")
+    if graded == 0:
+        click.echo("note: no problem of this run has a gold answer (served questions, or imported without gold): "
+                   "accuracy and pass rate are n/a; tokens are counted")
+    elif graded < results[0].problems:
+        click.echo(f"note: accuracy and pass rate are over the {graded} problems with a gold answer; "
+                   f"tokens over all {results[0].problems}")
+
+
+def _na(x):
+    """A share for the table: n/a where no problem is graded (never a 0)."""
+    return "n/a" if x is None else x
 
 
 COMMANDS = [simulate_cmd]

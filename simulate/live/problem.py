@@ -53,7 +53,7 @@ class ProblemLive:
     decision_token: np.ndarray  # (N,) tokens at the decision point (the replay's charge)
     finished: np.ndarray  # (N,) bool, ran to the end and voted
     tokens: np.ndarray  # (N,) tokens really generated
-    correct: bool
+    correct: bool | None  # None: the problem has no gold answer (a served question)
     seconds: float
     judge_seconds: float = 0.0
     judge_pairs: int = 0
@@ -165,17 +165,26 @@ class LiveTraces:
         return np.array([s.n for s in self.streams], dtype=np.int64)
 
     def vote(self, records: list[TraceRecord], voters: np.ndarray, arrival: list[int],
-             weights: np.ndarray | None) -> tuple[str | None, bool]:
-        """(voted answer, correct) over the voters' final answers; ties by arrival."""
+             weights: np.ndarray | None) -> tuple[str | None, bool | None]:
+        """(voted answer, correct) over the voters' final answers; ties by arrival. correct is
+        None when the problem has no gold answer (never False: it is not graded)."""
         kind = self.problem.kind
         answers = [extract_answer(r.text, kind) if voters[t] else None for t, r in enumerate(records)]
         classes = group_answers(answers, kind)
         ranks = arrival_ranks(np.asarray(full_order(arrival, self.n), dtype=np.int64)[None, :])[0]
         win = majority(classes, ranks, weights)
         if win < 0:
-            return None, False
+            return None, is_correct(None, self.problem.gold, kind)
         answer = answers[int(np.flatnonzero(classes == win)[0])]
-        return answer, bool(is_correct(answer, self.problem.gold, kind))
+        ok = is_correct(answer, self.problem.gold, kind)
+        return answer, None if ok is None else bool(ok)
+
+
+def graded_accuracy(correct: list[bool | None]) -> tuple[float | None, int]:
+    """(share correct over the graded problems, graded problems): None where a problem has no
+    gold answer counts in neither; (None, 0) when none has one."""
+    graded = [bool(c) for c in correct if c is not None]
+    return (float(np.mean(graded)) if graded else None), len(graded)
 
 
 def full_order(arrival: list[int], n: int) -> list[int]:

@@ -36,7 +36,7 @@ from dp.cache.store import Cache, RunInfo
 from dp.errors import DPError
 from dp.judge.base import load_judge
 from dp.judge.truncation import TruncationRule
-from dp.simulate.live.problem import ProblemLive, compare, driver_for, run_problem
+from dp.simulate.live.problem import ProblemLive, compare, driver_for, graded_accuracy, run_problem
 from dp.simulate.policies.basic import Consensus
 from dp.simulate.policies.registry import make_policy
 from dp.simulate.replay.context import build_contexts, equip
@@ -215,7 +215,8 @@ def _finish(cache: Cache, job: _Job, ref: dict, problems: list, engine_settings:
         "live_seconds": job.live_seconds,
         "problem_seconds_mean": float(np.mean([lv.seconds for lv in lives])) if lives else None,
         "max_problems_in_flight": s.max_in_flight, "dtype": engine_settings.get("dtype"),
-        "live_accuracy": float(np.mean([lv.correct for lv in lives])) if lives else None,
+        **dict(zip(("live_accuracy", "graded_problems"), graded_accuracy([lv.correct for lv in lives]),
+                   strict=True)),  # over the problems with a gold answer
         "judge_seconds": float(sum(lv.judge_seconds for lv in lives)),
         "judge_pairs": int(sum(lv.judge_pairs for lv in lives)),
         "reference_tokens": int(sum(int(p.lengths.sum()) for p in problems)),
@@ -258,12 +259,12 @@ def stored_records(live: ProblemLive) -> list:
 
 def live_summary(live: ProblemLive) -> dict:
     """What is kept of one problem's live run besides its traces and decisions."""
-    return {"correct": bool(live.correct), "seconds": live.seconds, "judge_seconds": live.judge_seconds,
+    return {"correct": None if live.correct is None else bool(live.correct), "seconds": live.seconds, "judge_seconds": live.judge_seconds,
             "judge_pairs": live.judge_pairs}
 
 
 def store_problem(cache: Cache, run: str, live: ProblemLive, wall: float | None = None,
-           classes: np.ndarray | None = None, summary: bool = True) -> None:
+                  classes: np.ndarray | None = None, summary: bool = True) -> None:
     """One problem's live traces, decisions and (with `summary`, in the run's settings) summary, in one
     transaction (`classes`: the answer classes of its stored traces (`stored_records`) by index, when
     computed already)."""
@@ -303,5 +304,5 @@ def _read_problem(cache: Cache, run: str, problem_id: str, summary: dict) -> Pro
     return ProblemLive(
         problem_id=problem_id, records=records, arrival=[int(t) for t in arrived[np.argsort(rows["arrival"][arrived])]],
         decision_token=rows["decision_token"], finished=rows["decision"] == "finish", tokens=rows["tokens"],
-        started=rows["decision"] != "skip", correct=bool(summary["correct"]), seconds=float(summary["seconds"]),
+        started=rows["decision"] != "skip", correct=None if summary["correct"] is None else bool(summary["correct"]), seconds=float(summary["seconds"]),
         judge_seconds=float(summary["judge_seconds"]), judge_pairs=int(summary["judge_pairs"]))

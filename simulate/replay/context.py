@@ -1,7 +1,7 @@
 """ProblemContext: one cached problem as the arrays a policy reads.
 
 Built once per (run, truncation rule, judge): trace lengths, answer classes, which
-classes are correct, each trace's decision point under the rule, DeepConf token
+classes are correct (and whether the problem has a gold answer at all), each trace's decision point under the rule, DeepConf token
 confidences when the run has them, and a lazily scored judge matrix. A policy
 sees only this; it never touches the cache or an engine.
 """
@@ -48,6 +48,7 @@ class ProblemContext:
     texts_at: Callable[[np.ndarray, np.ndarray], list[str]] | None = field(default=None, repr=False)
     # (positions, n_tokens) -> each trace's text up to that token (read by offsets), for Slim-SC
     live_order: np.ndarray | None = None  # (N,) positions in the arrival order recorded live (dp live / dp serve)
+    graded: bool = True  # the problem has a gold answer (served questions do not): it counts in accuracy
     _memo: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -83,7 +84,8 @@ def build_contexts(cache: Cache, run: str, rule: TruncationRule, judge: Judge | 
         out.append(ProblemContext(
             problem_id=p.problem.problem_id, trace_ids=p.trace_ids, lengths=p.lengths.astype(np.int64),
             classes=p.classes.astype(np.int64), correct=p.correct.copy(), decision=dec,
-            scores=scores, confidence=conf, live_order=_positions(live_orders.get(p.problem.problem_id), p.index),
+            scores=scores, confidence=conf, graded=p.problem.gold is not None,
+            live_order=_positions(live_orders.get(p.problem.problem_id), p.index),
             texts_at=lambda pos, k, ids=p.trace_ids: prefixes_at(cache, ids[np.asarray(pos)], k),
         ))
     return out

@@ -1,11 +1,12 @@
 """Replay policies over many arrival orders on cached traces and summarise them.
 
 Per problem, R arrival orders are drawn from a seeded generator (the same orders
-for every policy: common random numbers), or one order by decision point
-(`prefix-length`, what equal-speed parallel decoding gives), or the order recorded
+for every policy: common random numbers), or R orders by decision point
+(`prefix-length`, what equal-speed parallel decoding gives; ties in a seeded random order), or the order recorded
 live (`live`: runs of `dp live` and `dp serve`). Each policy returns
 a Plan; this module turns plans into tokens, accuracy and pass rate, each with
-its mean and spread over orders, and pairs DeepPrune with its matched random
+its mean and spread over orders (accuracy and pass rate over the problems with a gold
+answer only: None when there are none), and pairs DeepPrune with its matched random
 controls (`dp.simulate.replay.matched`) on the same orders. Votes break ties by arrival
 (`dp.votes.majority_rows`), never by file order. It never generates and never writes traces.
 """
@@ -31,20 +32,26 @@ ORDER_KINDS = ("random", "prefix-length", "live")
 
 
 def make_orders(ctx: ProblemContext, count: int, kind: str, seed: int) -> np.ndarray:
-    """(R, N) arrival orders of the problem's traces (positions 0..N-1)."""
-    if kind == "prefix-length":
-        return np.argsort(ctx.decision, kind="stable")[None, :]
+    """(R, N) arrival orders of the problem's traces (positions 0..N-1).
+
+    `random`: R seeded shuffles. `prefix-length`: R orders by decision point, traces with
+    the same decision point (nearly all of them under `tokens:k`) in a seeded random order,
+    so neither the clustering nor the vote's tie rule follows the file. `live`: the one
+    recorded order."""
+    if kind not in ORDER_KINDS:
+        raise DPError(f"unknown order '{kind}'; known: {', '.join(ORDER_KINDS)}")
     if kind == "live":
         if ctx.live_order is None:
             raise DPError(f"problem {ctx.problem_id} has no recorded live arrival order "
                           "(--order live replays runs of dp live and dp serve)")
         return ctx.live_order[None, :]
-    if kind != "random":
-        raise DPError(f"unknown order '{kind}'; known: {', '.join(ORDER_KINDS)}")
     if count < 1:
         raise DPError(f"orders must be >= 1, got {count}")
     g = make_rng(seed, "orders", ctx.problem_id)
-    return np.argsort(g.random((count, ctx.n)), axis=1)
+    keys = g.random((count, ctx.n))
+    if kind == "prefix-length":  # by decision point, ties at random (never the file's order)
+        return np.lexsort((keys, np.broadcast_to(ctx.decision, keys.shape)), axis=1)
+    return np.argsort(keys, axis=1)
 
 
 @dataclass
@@ -57,14 +64,15 @@ class PolicyResult:
     tokens_std: float
     full_tokens: float  # cons@N tokens of the same traces
     token_reduction: float  # 1 - tokens / full_tokens
-    accuracy: float  # mean over orders of the share of problems answered correctly
-    accuracy_std: float
-    pass_rate: float  # share of (problem, order) where a correct answer is among the voters
+    accuracy: float | None  # mean over orders of the share of graded problems answered correctly
+    accuracy_std: float | None
+    pass_rate: float | None  # share of (graded problem, order) where a correct answer is among the voters
     judge_pairs: float  # mean over orders of judge evaluations, summed over problems
     orders: int
     order_kind: str
     seed: int
     problems: int
+    graded_problems: int = 0  # problems with a gold answer: accuracy and pass rate are over these (None if 0)
     prefix_share: float | None = None  # prefix policies: mean decision point / mean trace length
     judge_in_sample: bool | None = None  # judged policies: was the judge trained on these problems
     controls: dict = field(default_factory=dict)  # matched controls and paired differences (flat keys)
@@ -168,6 +176,7 @@ class _Tally:
         self.outs: dict[str, list[_Outcome]] = {"policy": [], **({c: [] for c in CONTROLS} if paired else {})}
         self.pair_rows: list[np.ndarray] = []
         self.per_problem: list[dict] = []
+        self.graded: list[bool] = []  # per problem: has a gold answer
         self.full = 0
 
     def add(self, ctx: ProblemContext, plan, outs: dict) -> None:
@@ -179,33 +188,42 @@ class _Tally:
         self.full += int(ctx.lengths.sum())
         self.per_problem.append({
             "problem_id": ctx.problem_id, "tokens": float(out.tokens.mean()), "full_tokens": int(ctx.lengths.sum()),
-            "accuracy": float(out.accuracy.mean()), "pass_rate": float(out.passed.mean()),
+            "accuracy": float(out.accuracy.mean()) if ctx.graded else None,
+            "pass_rate": float(out.passed.mean()) if ctx.graded else None,
             "judge_pairs": float(np.mean(pairs)),
-            **({f"{c}_accuracy": float(outs[c].accuracy.mean()) for c in CONTROLS} if self.paired else {}),
+            **({f"{c}_accuracy": float(outs[c].accuracy.mean()) if ctx.graded else None for c in CONTROLS}
+               if self.paired else {}),
         })
+        self.graded.append(ctx.graded)
 
     def result(self, policy, kind: str, seed: int, problems: int, prefix_share) -> PolicyResult:
-        acc, tok, passed = _totals(self.outs["policy"])
+        graded = np.array(self.graded, dtype=bool)
+        acc, tok, passed = _totals(self.outs["policy"], graded)
         pairs = np.stack(self.pair_rows, axis=1).sum(axis=1).astype(float)
         full = self.full
         return PolicyResult(
             policy=policy.name, params=dict(getattr(policy, "params_dict", {})),
             tokens=float(tok.mean()), tokens_std=float(tok.std()), full_tokens=float(full),
             token_reduction=float(1.0 - tok.mean() / full) if full else 0.0,
-            accuracy=float(acc.mean()), accuracy_std=float(acc.std()),
-            pass_rate=float(passed), judge_pairs=float(pairs.mean()),
-            orders=int(acc.shape[0]), order_kind=kind, seed=seed, problems=problems,
-            prefix_share=prefix_share,
-            controls=_paired(self.outs, acc, tok, full) if self.paired else {},
+            accuracy=None if acc is None else float(acc.mean()),
+            accuracy_std=None if acc is None else float(acc.std()),
+            pass_rate=passed, judge_pairs=float(pairs.mean()),
+            orders=int(tok.shape[0]), order_kind=kind, seed=seed, problems=problems,
+            graded_problems=int(graded.sum()), prefix_share=prefix_share,
+            controls=_paired(self.outs, graded, acc, tok, full) if self.paired else {},
             per_problem=self.per_problem,
         )
 
 
-def _totals(outs: list[_Outcome]) -> tuple[np.ndarray, np.ndarray, float]:
-    """(R,) accuracy over problems, (R,) tokens summed over problems, pass rate over all."""
-    acc = np.stack([o.accuracy for o in outs], axis=1).astype(float).mean(axis=1)
+def _totals(outs: list[_Outcome], graded: np.ndarray) -> tuple[np.ndarray | None, np.ndarray, float | None]:
+    """(R,) accuracy over the graded problems, (R,) tokens summed over all problems, pass rate
+    over (graded problem, order); accuracy and pass rate are None when no problem has a gold
+    answer (a problem without one counts in tokens, never as wrong). graded: (P,) bool."""
     tok = np.stack([o.tokens for o in outs], axis=1).sum(axis=1).astype(float)
-    passed = float(np.stack([o.passed for o in outs], axis=1).mean())
+    if not graded.any():
+        return None, tok, None
+    acc = np.stack([o.accuracy for o in outs], axis=1)[:, graded].astype(float).mean(axis=1)
+    passed = float(np.stack([o.passed for o in outs], axis=1)[:, graded].mean())
     return acc, tok, passed
 
 
@@ -214,23 +232,24 @@ def _mean_se(x: np.ndarray) -> tuple[float, float | None]:
     return float(x.mean()), (float(x.std(ddof=1) / np.sqrt(x.size)) if x.size > 1 else None)
 
 
-def _paired(outs: dict, acc: np.ndarray, tok: np.ndarray, full: int) -> dict:
+def _paired(outs: dict, graded: np.ndarray, acc: np.ndarray | None, tok: np.ndarray, full: int) -> dict:
     """The controls' tokens/accuracy and the paired differences policy minus control.
 
     Keys, for `matched` (count-matched) and `token_matched`: {c}_tokens,
     {c}_token_reduction, {c}_accuracy, {c}_pass_rate, {c}_accuracy_diff (+ _se),
     {c}_tokens_diff (+ _se): differences are the policy minus the control, per order,
-    averaged over orders, with their standard error over orders.
+    averaged over orders, with their standard error over orders. Accuracy keys are None
+    when no problem is graded.
     """
     d: dict = {}
     for c in CONTROLS:
-        cacc, ctok, cpass = _totals(outs[c])
-        da, da_se = _mean_se(acc - cacc)
+        cacc, ctok, cpass = _totals(outs[c], graded)
+        da, da_se = (None, None) if acc is None else _mean_se(acc - cacc)
         dt, dt_se = _mean_se(tok - ctok)
         d.update({
             f"{c}_tokens": float(ctok.mean()),
             f"{c}_token_reduction": float(1.0 - ctok.mean() / full) if full else 0.0,
-            f"{c}_accuracy": float(cacc.mean()), f"{c}_pass_rate": cpass,
+            f"{c}_accuracy": None if cacc is None else float(cacc.mean()), f"{c}_pass_rate": cpass,
             f"{c}_accuracy_diff": da, f"{c}_accuracy_diff_se": da_se,
             f"{c}_tokens_diff": dt, f"{c}_tokens_diff_se": dt_se,
         })

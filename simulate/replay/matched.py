@@ -9,7 +9,10 @@ the same order (method.md section 4, "random pruning at the same budget"):
   first m of them, m chosen so that their extra tokens (full length minus what the
   trace already paid) come closest to the extra tokens of the DeepPrune replay
   (the longest run within the budget, or that run plus the next trace when that
-  lands nearer; ties: within the budget).
+  lands nearer; ties: within the budget). Nearest, not within: it may spend more
+  than DeepPrune by less than one trace, and `token_matched_tokens_diff` reports
+  the paired difference, so the two sides of the comparison spend the same tokens
+  on average instead of the control always spending less.
 
 Both vote unweighted, with the same tie rule (`dp.votes.majority_rows`) and the
 same accounting (`dp.simulate.policies.base.charge`). DeepPrune minus its control on the

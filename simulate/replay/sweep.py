@@ -137,7 +137,8 @@ def simulate(cache: Cache, s: SimSettings, store: bool = True) -> list[PolicyRes
     judge, judge_info = None, {}
     if needs_judge and s.crossfit:
         judge = crossfit_judges(cache, s.run, s.judge, rule, s.crossfit, s.seed, max_pairs=CROSSFIT_PAIRS)
-        judge_info = {"judge": judge.name, "judge_in_sample": False, **judge.describe()}
+        judge_info = {"judge": judge.name, "judge_in_sample": crossfit_in_sample(judge, cache, s.run),
+                      **judge.describe()}
     elif needs_judge:
         judge = load_judge(s.judge, seed=s.seed)
         questions = [p.question for p in cache.problems(s.run)]
@@ -193,6 +194,12 @@ def simulate(cache: Cache, s: SimSettings, store: bool = True) -> list[PolicyRes
     if store and cache.write:
         store_points(cache, s.run, results)
     return results
+
+
+def crossfit_in_sample(judges, cache: Cache, run: str) -> bool:
+    """Whether any problem of `run` is scored by a fold judge whose `trained_on` holds its question
+    (measured from each fold judge's record, not assumed)."""
+    return any(in_sample(judges.for_problem(p.problem_id), run, [p.question]) for p in cache.problems(run))
 
 
 def _warnings(res: PolicyResult, contexts, rule) -> list[str]:
