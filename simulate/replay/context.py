@@ -8,6 +8,7 @@ sees only this; it never touches the cache or an engine.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -25,12 +26,19 @@ from dp.simulate.replay.scores import PairScores
 
 def equip(policy):
     """Hand a policy what it cannot load itself (policies never load models): Slim-SC's segment
-    embedder, the shipped MiniLM, built on first use. Returns the policy."""
+    embedder, the shipped MiniLM, loaded once per process (a server's requests share it).
+    Returns the policy."""
     if getattr(policy, "needs_embedder", False) and policy.embedder is None:
-        from dp.judge.embedding import EmbeddingJudge
-
-        policy.embedder = EmbeddingJudge()
+        policy.embedder = segment_embedder()
     return policy
+
+
+@functools.cache
+def segment_embedder():
+    """The one MiniLM embedder of this process."""
+    from dp.judge.embedding import EmbeddingJudge
+
+    return EmbeddingJudge()
 
 
 @dataclass
