@@ -23,7 +23,7 @@ from dp.cli_options import (
 @click.option("--run", "ref_run", required=True, callback=run_name, help="Cached run whose problems, prompts, settings and seeds are reused.")
 @click.option("--live-run", default=None, callback=run_name, help="Name of the live run to store (default: RUN-live-POLICY-MODE).")
 @click.option("--policy", "policies", multiple=True, default=["deepprune"], show_default=True,
-              help="deepprune, cons, random, deepconf-low, deepconf-high, esc, adaptive or slimsc; "
+              help="deepprune, deepprune-conf, cons, random, deepconf-low, deepconf-high, esc, adaptive, slimsc or short-m@k; "
                    "repeat it to run several in turn on one engine.")
 @click.option("--judge", default="features", show_default=True, help="Judge name or trained judge directory.")
 @policy_settings_options

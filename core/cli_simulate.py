@@ -39,7 +39,7 @@ def pick_run(cache, run: str | None) -> str:
 @click.option("--run", "run", default=None, help="Run to replay (default: 'default' or the only run).")
 @click.option("--policy", "policies", multiple=True,
               help="Policy to replay (repeatable): cons, deepprune, deepprune-oracle, deepconf-low, "
-                   "deepconf-high, esc, adaptive, random, slimsc. Default: deepprune and cons.")
+                   "deepconf-high, esc, adaptive, random, slimsc, short-m@k, deepprune-conf. Default: deepprune and cons.")
 @click.option("--judge", default="features", show_default=True, help="Judge name or trained judge directory.")
 @policy_settings_options
 @click.option("--final", default=None, type=click.Choice(["largest", "representatives", "representatives-weighted"]),
@@ -91,7 +91,7 @@ def simulate_cmd(cache_path, run, policies, judge, final, when_full, accounting,
     table = []
     for r in results:
         p = r.params
-        setting = " ".join(f"{k}={v}" for k, v in p.items() if k in ("tau", "accounting", "keep", "window", "conf_window", "percentile", "wave", "confidence", "similarity", "every")
+        setting = " ".join(f"{k}={v}" for k, v in p.items() if k in ("tau", "accounting", "keep", "window", "conf_window", "percentile", "wave", "confidence", "similarity", "every", "m")
                            or (k in {x.split('=')[0] for x in sweep}))
         share = "" if r.prefix_share is None else f"{r.prefix_share:.2f}"
         table.append({"policy": r.policy, "settings": setting, "tokens": f"{r.tokens:.0f}",

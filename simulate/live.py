@@ -12,7 +12,9 @@ the policy objects are the simulator's own, driven by one driver per kind:
   rest, each stopped when its running confidence falls below the cut;
 - ESC and Adaptive-Consistency: `dp.simulate.live_waves`, waves of traces
   started until the policy says the answers agree;
-- Slim-SC: `dp.simulate.live_slimsc`, traces compared at token checkpoints.
+- Slim-SC: `dp.simulate.live_slimsc`, traces compared at token checkpoints;
+- short-m@k: `dp.simulate.live_shortm`, every trace started, the rest stopped
+  once m have finished.
 
 Many problems run at once on the same engine (`dp.simulate.live_run`); nothing
 here knows about the others. `compare` replays the simulator on the reference
@@ -188,10 +190,12 @@ def driver_for(policy):
     from dp.simulate.deepconf import DeepConf
     from dp.simulate.live_deepconf import drive_deepconf
     from dp.simulate.live_prefix import drive_prefix
+    from dp.simulate.live_shortm import drive_shortm
     from dp.simulate.live_slimsc import drive_slimsc
     from dp.simulate.live_waves import drive_waves
     from dp.simulate.policy import PrefixPolicy
     from dp.simulate.sequential import WavePolicy
+    from dp.simulate.shortm import ShortM
     from dp.simulate.slimsc import SlimSC
 
     if isinstance(policy, PrefixPolicy) and not getattr(policy, "judge_override", None):
@@ -202,6 +206,8 @@ def driver_for(policy):
         return drive_waves
     if isinstance(policy, SlimSC):
         return drive_slimsc
+    if isinstance(policy, ShortM):
+        return drive_shortm
     raise DPError(f"policy '{policy.name}' has no live form")
 
 

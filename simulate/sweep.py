@@ -30,7 +30,7 @@ from dp.simulate.registry import POLICIES, make_policy, setting_names
 from dp.simulate.replay import PolicyResult, replay_taus, with_judge
 
 CROSSFIT_PAIRS = 20  # training pairs per problem for each cross-fitted judge (a seeded sample)
-INT_PARAMS = {"K", "K1", "K2", "K3", "keep", "window", "conf_window", "warmup", "wave", "every"}
+INT_PARAMS = {"K", "K1", "K2", "K3", "keep", "window", "conf_window", "warmup", "wave", "every", "m"}
 
 
 def parse_sweep(spec: str) -> tuple[str, list]:
