@@ -65,7 +65,7 @@ def cli() -> None:
 def _register() -> None:
     import importlib
 
-    for mod in ("cli_cache", "cli_generate", "cli_judge", "cli_simulate", "cli_live", "cli_figures", "cli_serve"):
+    for mod in ("cli_cache", "cli_generate", "cli_judge", "cli_simulate", "cli_live", "cli_figures", "cli_serve", "cli_frontier"):
         try:
             m = importlib.import_module(f"dp.{mod}")
         except ModuleNotFoundError as e:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from dp.cli_frontier import merge_settings, settings_option
 from dp.cli_options import (
     cache_option,
     emit_json,
@@ -59,16 +60,18 @@ def pick_run(cache, run: str | None) -> str:
 @click.option("--crossfit", type=click.IntRange(min=2), default=None, metavar="K",
               help="Train K judges of the --judge type on folds of the run's problems; each problem is "
                    "scored by the judge that never saw it (each trained on <= 20 pairs per problem).")
+@settings_option
 @seed_option
 @json_option
 def simulate_cmd(cache_path, run, policies, judge, final, when_full, accounting, truncate, orders, order_kind, sweep,
-                 limit, no_store, crossfit, seed, as_json, **kwargs):
+                 limit, no_store, crossfit, seed, as_json, settings_path=None, **kwargs):
     """Replay pruning policies on cached traces: tokens, token reduction, accuracy, pass rate."""
     from dp.cache.store import Cache
     from dp.provenance import stamp
     from dp.simulate.sweep import SimSettings, simulate
 
     params = {**given_settings(kwargs), "final": final, "when_full": when_full, "accounting": accounting}
+    policies, params, judge, truncate = merge_settings(settings_path, policies, params, judge, truncate)
     with Cache(cache_path, write=not no_store) as cache:
         name = pick_run(cache, run)
         settings = SimSettings(

@@ -71,6 +71,7 @@ class SimSettings:
     sweep: tuple[str, ...] = ()
     limit: int | None = None
     crossfit: int | None = None  # K: judges trained on folds of the run's problems (trainable types)
+    fill_scores: bool = False  # score every pair of every problem up front, in one batch per problem
 
 
 def _validate(s: SimSettings, grid_axes: list[tuple[str, list]]) -> None:
@@ -123,6 +124,17 @@ def _reused(cache: Cache, s: SimSettings, rule, judge_key, needs_conf: bool):
     return contexts if fits and (conf or not needs_conf) else None
 
 
+def _crossfit(cache: Cache, s: SimSettings, rule):
+    """The cross-fitted judges of this run and rule (trained once inside `reuse_contexts()`)."""
+    key = ("crossfit", str(cache.path), s.run, s.judge, str(rule), s.crossfit, s.seed, s.limit)
+    if _MEMO is not None and key in _MEMO:
+        return _MEMO[key]
+    judge = crossfit_judges(cache, s.run, s.judge, rule, s.crossfit, s.seed, max_pairs=CROSSFIT_PAIRS)
+    if _MEMO is not None:
+        _MEMO[key] = judge
+    return judge
+
+
 def simulate(cache: Cache, s: SimSettings, store: bool = True) -> list[PolicyResult]:
     """Replay every policy (at every grid point) on run `s.run`; store the points if asked."""
     cache.run_info(s.run)  # an unknown run fails first, with the runs that exist
@@ -135,7 +147,7 @@ def simulate(cache: Cache, s: SimSettings, store: bool = True) -> list[PolicyRes
     needs_conf = any(getattr(p, "needs_confidence", False) for p in probes)
     judge, judge_info = None, {}
     if needs_judge and s.crossfit:
-        judge = crossfit_judges(cache, s.run, s.judge, rule, s.crossfit, s.seed, max_pairs=CROSSFIT_PAIRS)
+        judge = _crossfit(cache, s, rule)
         judge_info = {"judge": judge.name, "judge_in_sample": False, **judge.describe()}
     elif needs_judge:
         judge = load_judge(s.judge, seed=s.seed)
@@ -162,7 +174,7 @@ def simulate(cache: Cache, s: SimSettings, store: bool = True) -> list[PolicyRes
             overrides[p.judge_override] = with_judge(contexts, load_judge(p.judge_override, seed=s.seed), rule, cache)
     for ctxs in (contexts, *overrides.values()):
         for c in ctxs:  # cheap judges score the whole matrix in one call (dp.simulate.scores)
-            if c.scores is not None and hasattr(c.scores.judge, "score_matrix"):
+            if c.scores is not None and (s.fill_scores or hasattr(c.scores.judge, "score_matrix")):
                 c.scores.fill_all()
     accounting = base.get("accounting", "paper")
     names = [n for n, _ in grid_axes]

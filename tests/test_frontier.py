@@ -1,0 +1,86 @@
+"""`dp frontier` statistics and `dp tune`'s cross-validated choice, against hand computations."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from dp.errors import DPError
+from dp.simulate.pareto_stats import Point, budget_table, paired_diff, pareto_front
+from dp.simulate.tune import TuneSettings, choose, fold_of, read_settings, tune
+from tests.conftest import invoke
+
+IDS = [f"p{i}" for i in range(8)]
+
+
+def point(family, acc, tok, policy=None, in_sample=False, params=None):
+    acc, tok = np.asarray(acc, float), np.asarray(tok, float)
+    full = np.full(len(IDS), 100.0)
+    return Point(family=family, policy=policy or family, params=params or {"x": family}, judge=None,
+                 tokens=float(tok.sum()), tokens_std=0.0, full_tokens=float(full.sum()), accuracy=float(acc.mean()),
+                 accuracy_std=0.0, in_sample=in_sample, problem_ids=list(IDS), acc_pp=acc, tok_pp=tok, full_pp=full,
+                 graded=np.ones(len(IDS), bool))
+
+
+def test_front_budgets_and_paired_difference_by_hand():
+    ones = np.ones(8)
+    cons = point("cons", ones, 100 * ones)
+    rnd = point("random", [1, 1, 1, 1, 0, 0, 0, 0], 20 * ones)  # share 0.2, accuracy 0.5
+    good = point("short-m@k", [1, 1, 1, 1, 1, 1, 0, 1], 25 * ones)  # share 0.25, accuracy 0.875
+    cheat = point("deepprune[x]", ones, 5 * ones, policy="deepprune", in_sample=True)  # in-sample: never chosen
+    pts = [cons, rnd, good, cheat]
+    assert [p.family for p in pareto_front(pts)] == ["random", "short-m@k", "cons"]
+    table = {(r["family"], r["budget"]): r for r in budget_table(pts, [0.1, 0.25])}
+    assert table[("deepprune[x]", 0.1)]["point"] is None
+    row = table[("short-m@k", 0.25)]
+    assert row["point"]["accuracy"] == 0.875 and row["point"]["token_share"] == 0.25
+    # per problem: 0 0 0 0 1 1 0 1 -> mean 3/8, sd (ddof 1) = sqrt(15/56), se = sd / sqrt(8)
+    assert row["vs_random"]["accuracy_diff"] == pytest.approx(3 / 8)
+    assert row["vs_random"]["accuracy_diff_se"] == pytest.approx(np.sqrt(15 / 56) / np.sqrt(8))
+    assert paired_diff(good, rnd)[0] == pytest.approx(0.375)
+    assert row["point"]["accuracy_se"] == pytest.approx(np.sqrt(1 / 8) / np.sqrt(8))  # sd of 7 ones, 1 zero
+
+
+def test_tune_reports_on_problems_it_did_not_choose_on():
+    folds = fold_of(IDS, 2, seed=0)
+    a, b = folds == 0, folds == 1
+    ones = np.ones(8)
+    cons = point("cons", ones, 100 * ones)
+    safe = point("esc", ones, 50 * ones)  # always right, half the tokens
+    # right on fold 0's problems, wrong on fold 1's, and cheap
+    lucky = point("short-m@k", np.where(a, 1.0, 0.0), 10 * ones)
+    pts = [cons, safe, lucky]
+    s = TuneSettings(tolerance=0.01, folds=2, seed=0)
+    # chosen on fold 0 alone, lucky looks perfect; on fold 1 it fails
+    assert choose(pts, a, s) is lucky and choose(pts, b, s) is safe
+    out = tune(pts, s)
+    by = {f["fold"]: f for f in out["per_fold"]}
+    # held-out fold 1 gets the choice made on fold 0 (lucky) and fold 0 the choice made on fold 1 (safe)
+    assert by[1]["chosen"] == "short-m@k" and by[0]["chosen"] == "esc"
+    na, nb = int(a.sum()), int(b.sum())
+    assert out["held_out_token_share"] == pytest.approx((50 * na + 10 * nb) / 800)
+    assert out["held_out_accuracy"] == pytest.approx(na / 8)  # lucky scores 0 on the fold it is reported on
+    assert out["held_out_cons_accuracy"] == 1.0
+    # chosen on all problems (what would be served): safe, whose in-sample numbers are an upper bound
+    assert out["chosen"]["family"] == "esc" and out["chosen"]["in_sample_token_share"] == 0.5
+    # with a budget of 20%: the most accurate point within it
+    assert tune(pts, TuneSettings(budget=0.2, folds=2))["chosen"]["family"] == "short-m@k"
+
+
+def test_tune_errors_and_settings_file(tmp_path):
+    with pytest.raises(DPError, match="folds"):
+        fold_of(IDS, 9, 0)
+    with pytest.raises(DPError, match="tolerance"):
+        TuneSettings(tolerance=2)
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    with pytest.raises(DPError, match="not a dp tune settings file"):
+        read_settings(bad)
+    ok = tmp_path / "ok.json"
+    ok.write_text(json.dumps({"dp_settings": 1, "policy": "short-m@k", "params": {"m": 0}}))
+    with pytest.raises(DPError, match="m must be"):
+        read_settings(ok)
+    r = invoke("simulate", "--cache", tmp_path / "x.duckdb", "--settings", bad)
+    assert r.exit_code != 0 and "not a dp tune settings file" in r.output
