@@ -84,3 +84,67 @@ def test_tune_errors_and_settings_file(tmp_path):
         read_settings(ok)
     r = invoke("simulate", "--cache", tmp_path / "x.duckdb", "--settings", bad)
     assert r.exit_code != 0 and "not a dp tune settings file" in r.output
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    from tests.test_figures import build_cache
+
+    d = tmp_path_factory.mktemp("frontier")
+    build_cache(d / "c.duckdb", problems=8, traces=10)
+    return d
+
+
+def test_frontier_cli_names_run_n_rule_and_judge_and_writes_figure(synth):
+    from dp.figures.frontier import stored_frontier_figures
+
+    out = synth / "out"
+    args = ["frontier", "--cache", synth / "c.duckdb", "--run", "conf", "--run", "plain", "--judge", "jaccard",
+            "--truncate", "words:4", "--orders", 3, "--seed", 2]
+    r = invoke(*args, "--json", "--out", out)
+    assert r.exit_code == 0, r.output
+    runs = {x["run"]: x for x in json.loads(r.stdout)["runs"]}
+    conf, plain = runs["conf"], runs["plain"]
+    assert conf["n"] == 10 and conf["truncate"] == "words:4" and conf["judges"] == ["jaccard"]
+    fams = {p["family"] for p in conf["points"]}
+    assert {"cons", "random", "short-m@k", "deepprune[jaccard]", "deepprune-oracle", "deepprune-conf[jaccard]",
+            "deepconf-low", "deepconf-high", "esc", "adaptive"} <= fams
+    assert not any(p["family"].startswith(("deepconf", "deepprune-conf")) for p in plain["points"])
+    assert any("no log-probs" in n for n in plain["notes"])
+    for p in conf["points"]:
+        assert (p["judge"] is not None) == p["policy"].startswith("deepprune"), p
+        assert not p["in_sample"]
+    front = conf["front"]
+    shares, accs = [p["token_share"] for p in front], [p["accuracy"] for p in front]
+    assert shares == sorted(shares) and all(b > a for a, b in zip(accs, accs[1:], strict=False))
+    for p in front:  # no point is at least as cheap and more accurate than a point on the front
+        assert not any(q["token_share"] <= p["token_share"] and q["accuracy"] > p["accuracy"] + 1e-12
+                       for q in conf["points"])
+    cons = next(p for p in conf["points"] if p["policy"] == "cons")
+    assert cons["token_share"] == 1.0 and conf["cons_accuracy"] == cons["accuracy"]
+    assert {(x["family"], x["budget"]) for x in conf["table"]} >= {("esc", 0.25), ("random", 0.75)}
+    assert (out / "frontier_conf.png").read_bytes()[:4] == b"\x89PNG" and (out / "frontier_plain.json").is_file()
+    md = (out / "frontier.md").read_text()
+    assert "### Frontier of run `conf`" in md and "prefix rule words:4" in md and "judge jaccard" in md
+    assert [f.name for f in stored_frontier_figures(out)] == ["frontier_conf", "frontier_plain"]
+    text = invoke(*args)  # the text table
+    assert text.exit_code == 0 and "run 'conf'" in text.output and "N = 10" in text.output
+    assert "Pareto front" in text.output
+
+
+def test_tune_writes_settings_that_simulate_replays(synth, tmp_path):
+    f = tmp_path / "tuned.json"
+    r = invoke("tune", "--cache", synth / "c.duckdb", "--run", "conf", "--judge", "jaccard", "--truncate", "words:4",
+               "--orders", 3, "--folds", 2, "--tolerance", 0.05, "--out", f, "--json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    doc = json.loads(f.read_text())
+    assert doc["policy"] == out["policy"] and doc["truncate"] == "words:4" and len(out["per_fold"]) == 2
+    assert 0 <= out["held_out_token_share"] <= 1
+    sim = invoke("simulate", "--cache", synth / "c.duckdb", "--run", "conf", "--settings", f, "--orders", 3,
+                 "--seed", 0, "--no-store", "--json")
+    assert sim.exit_code == 0, sim.output
+    row = json.loads(sim.stdout)[0]
+    assert row["policy"] == out["policy"]
+    assert row["tokens"] == pytest.approx(out["chosen"]["tokens"])  # the same point, replayed again
+    assert row["accuracy"] == pytest.approx(out["chosen"]["accuracy"])
