@@ -4,7 +4,7 @@ Over the points of a frontier (`dp.simulate.frontier`, each with per-problem
 accuracy and tokens on the same arrival orders), a setting is chosen on some
 problems and reported on others (method.md section 4): the problems are split
 into K seeded folds; for each fold the choice is made on the other K - 1 folds
-(the cheapest out-of-sample point whose accuracy there is at least cons@N's minus
+(the cheapest out-of-sample point, bounds such as the oracle judge excepted, whose accuracy there is at least cons@N's minus
 `tolerance`; or, with a `budget`, the most accurate point spending at most that
 share of cons@N's tokens) and its tokens and accuracy are read on the held-out
 fold only. The reported saving and accuracy are the held-out folds' together, so
@@ -29,6 +29,7 @@ from dp.seeds import rng as make_rng
 from dp.simulate.pareto_stats import Point
 
 SETTINGS_VERSION = 1
+BOUNDS = ("deepprune-oracle",)  # bounds, not policies one can serve: never chosen
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def choose(points: list[Point], mask: np.ndarray, s: TuneSettings) -> Point | No
     cons_acc = _on(cons, mask)[0]
     best, key = None, None
     for p in points:
-        if p.in_sample:
+        if p.in_sample or p.policy in BOUNDS:
             continue
         acc, tok, full = _on(p, mask)
         share = tok / full if full else 0.0

@@ -51,7 +51,8 @@ def test_tune_reports_on_problems_it_did_not_choose_on():
     safe = point("esc", ones, 50 * ones)  # always right, half the tokens
     # right on fold 0's problems, wrong on fold 1's, and cheap
     lucky = point("short-m@k", np.where(a, 1.0, 0.0), 10 * ones)
-    pts = [cons, safe, lucky]
+    oracle = point("deepprune-oracle", ones, 1 * ones)  # a bound: never chosen
+    pts = [cons, safe, lucky, oracle]
     s = TuneSettings(tolerance=0.01, folds=2, seed=0)
     # chosen on fold 0 alone, lucky looks perfect; on fold 1 it fails
     assert choose(pts, a, s) is lucky and choose(pts, b, s) is safe
