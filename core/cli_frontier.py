@@ -117,9 +117,10 @@ settings_option = click.option(
          "explicitly win).")
 
 
-def merge_settings(path, policies: tuple, params: dict, judge: str, truncate: str) -> tuple[tuple, dict, str, str]:
+def merge_settings(path, policies: tuple, params: dict, judge: str, truncate: str,
+                   policy_param: str = "policies") -> tuple[tuple, dict, str, str]:
     """(policies, params, judge, truncate) with those of a `dp tune` settings file filled in where the
-    command line left them at their defaults."""
+    command line left them at their defaults (`policy_param`: the command's name for --policy)."""
     from click.core import ParameterSource
 
     from dp.simulate.tune import read_settings
@@ -133,7 +134,7 @@ def merge_settings(path, policies: tuple, params: dict, judge: str, truncate: st
         return ctx.get_parameter_source(name) in (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
 
     params = {**f["params"], **{k: v for k, v in params.items() if v is not None}}
-    policies = (f["policy"],) if default("policies") else policies
+    policies = (f["policy"],) if default(policy_param) else policies
     judge = f["judge"] if f.get("judge") and default("judge") else judge
     truncate = f["truncate"] if f.get("truncate") and default("truncate") else truncate
     return policies, params, judge, truncate

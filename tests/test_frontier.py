@@ -83,8 +83,11 @@ def test_tune_errors_and_settings_file(tmp_path):
     ok.write_text(json.dumps({"dp_settings": 1, "policy": "short-m@k", "params": {"m": 0}}))
     with pytest.raises(DPError, match="m must be"):
         read_settings(ok)
-    r = invoke("simulate", "--cache", tmp_path / "x.duckdb", "--settings", bad)
-    assert r.exit_code != 0 and "not a dp tune settings file" in r.output
+    for args in (["simulate", "--cache", tmp_path / "x.duckdb"], ["live", "--cache", tmp_path / "x.duckdb", "--run", "r"],
+                 ["serve", "--port", "0"]):
+        r = invoke(*args, "--settings", bad)  # refused before any cache, engine or port is touched
+        assert r.exit_code != 0 and "not a dp tune settings file" in r.output, args
+    assert not (tmp_path / "x.duckdb").exists()
 
 
 @pytest.fixture(scope="module")
