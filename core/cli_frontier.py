@@ -14,14 +14,14 @@ from dp.cli_options import (
     json_option,
     run_name,
     seed_option,
-    truncate_option,
 )
 
 _common = [
     cache_option,
     click.option("--judge", "judges", multiple=True, default=["features"], show_default=True,
                  help="Judge of the judged families (repeatable: one DeepPrune family per judge)."),
-    truncate_option,
+    click.option("--truncate", "truncates", multiple=True, default=["words:25"], show_default=True,
+                 help="Prefix rule tokens:K or words:K (repeatable: the prefix families run once per rule)."),
     click.option("--orders", default=20, show_default=True, type=click.IntRange(min=1),
                  help="Seeded arrival orders per problem (the same for every point)."),
     click.option("--crossfit", type=click.IntRange(min=2), default=None, metavar="K",
@@ -54,10 +54,10 @@ def _budgets(spec: str) -> tuple[float, ...]:
     return vals
 
 
-def _settings(runs, judges, truncate, orders, crossfit, families, limit, seed, budgets="10,25,50,75"):
+def _settings(runs, judges, truncates, orders, crossfit, families, limit, seed, budgets="10,25,50,75"):
     from dp.simulate.frontier import DEFAULT_FAMILIES, FrontierSettings
 
-    return FrontierSettings(runs=tuple(runs), judges=tuple(judges), truncate=truncate, orders=orders, seed=seed,
+    return FrontierSettings(runs=tuple(runs), judges=tuple(judges), rules=tuple(truncates), orders=orders, seed=seed,
                             families=tuple(families) or DEFAULT_FAMILIES, budgets=_budgets(budgets),
                             crossfit=crossfit, limit=limit)
 
@@ -70,7 +70,7 @@ def _settings(runs, judges, truncate, orders, crossfit, families, limit, seed, b
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
               help="Write frontier_RUN.json, frontier_RUN.png/.pdf and frontier.md here (`dp figures --out` "
                    "with the same folder draws them again).")
-def frontier_cmd(cache_path, runs, judges, truncate, orders, crossfit, families, limit, seed, as_json, budgets,
+def frontier_cmd(cache_path, runs, judges, truncates, orders, crossfit, families, limit, seed, as_json, budgets,
                  out_dir):
     """Sweep every pruning family over a default grid: the Pareto front of accuracy against tokens, the
     best accuracy per budget with its standard error and settings, and its paired difference against random."""
@@ -79,7 +79,7 @@ def frontier_cmd(cache_path, runs, judges, truncate, orders, crossfit, families,
     from dp.simulate.frontier import frontier
     from dp.simulate.frontier_report import text_report
 
-    s = _settings(runs, judges, truncate, orders, crossfit, families, limit, seed, budgets)
+    s = _settings(runs, judges, truncates, orders, crossfit, families, limit, seed, budgets)
     with Cache(cache_path) as cache:
         results = frontier(cache, s, progress=None if as_json else lambda m: click.echo(m, err=True))
     st = stamp()
@@ -151,7 +151,7 @@ def merge_settings(path, policies: tuple, params: dict, judge: str, truncate: st
               help="Problem folds: choose on the others, report on each.")
 @click.option("--out", "out_path", default=None, type=click.Path(dir_okay=False),
               help="Settings file to write (default tuned_RUN.json) for dp simulate/live/serve --settings.")
-def tune_cmd(cache_path, run, judges, truncate, orders, crossfit, families, limit, seed, as_json, tolerance, budget,
+def tune_cmd(cache_path, run, judges, truncates, orders, crossfit, families, limit, seed, as_json, tolerance, budget,
              folds, out_path):
     """The cheapest policy and settings whose accuracy stays within --tolerance of cons@N, chosen on some
     problem folds and reported on the others; writes the settings file that --settings reads."""
@@ -161,13 +161,13 @@ def tune_cmd(cache_path, run, judges, truncate, orders, crossfit, families, limi
     from dp.simulate.tune import TuneSettings, settings_file, tune
 
     t = TuneSettings(tolerance=tolerance, budget=None if budget is None else budget / 100, folds=folds, seed=seed)
-    s = _settings((run,), judges, truncate, orders, crossfit, families, limit, seed)
+    s = _settings((run,), judges, truncates, orders, crossfit, families, limit, seed)
     with Cache(cache_path) as cache:
         points, meta = run_points(cache, s, run, progress=None if as_json else lambda m: click.echo(m, err=True))
     result = tune(points, t)
     chosen = points[result.pop("chosen_index")]
     judge = chosen.params.get("judge_arg")
-    doc = settings_file(meta, result, chosen.params, chosen.policy, judge)
+    doc = settings_file(meta, result, chosen.params, chosen.policy, judge, chosen.rule)
     if crossfit and judge:
         doc["note"] = (f"tuned with {judge} judges cross-fitted over {crossfit} folds; --settings loads the "
                        f"'{judge}' judge itself")
@@ -175,7 +175,7 @@ def tune_cmd(cache_path, run, judges, truncate, orders, crossfit, families, limi
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(doc, indent=1), encoding="utf-8")
     tmp.replace(path)
-    out = {"run": run, "n": meta["n"], "problems": meta["problems"], "truncate": truncate, "judges": list(judges),
+    out = {"run": run, "n": meta["n"], "problems": meta["problems"], "truncate": doc["truncate"], "judges": list(judges),
            "orders": orders, "settings_file": str(path), "policy": chosen.policy, "params": doc["params"],
            "judge": judge, **result, "cache": cache_path, **stamp()}
     if as_json:
@@ -184,7 +184,7 @@ def tune_cmd(cache_path, run, judges, truncate, orders, crossfit, families, limi
     c = result["chosen"]
     goal = (f"most accurate within {budget:g}% of cons@N's tokens" if budget is not None
             else f"cheapest within {tolerance:g} of cons@N's accuracy")
-    click.echo(f"run '{run}': {meta['problems']} problems x N = {meta['n']}, prefix rule {truncate}, "
+    click.echo(f"run '{run}': {meta['problems']} problems x N = {meta['n']}, prefix rule{'s' if len(truncates) > 1 else ''} {', '.join(truncates)}, "
                f"{orders} orders, seed {seed}; {goal}, chosen on {folds - 1} of {folds} folds, reported on the other")
     click.echo(f"  held out: {_p(result['held_out_token_share'])} of cons@N's tokens (saving "
                f"{_p(result['held_out_token_saving'])}), accuracy {_f(result['held_out_accuracy'])} against "

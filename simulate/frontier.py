@@ -21,6 +21,7 @@ Nothing is stored in the cache; nothing is printed here.
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass
 
@@ -28,12 +29,14 @@ import numpy as np
 
 from dp.cache.store import Cache
 from dp.errors import DPError
+from dp.judge.truncation import TruncationRule
 from dp.simulate.pareto_stats import Point, budget_table, pareto_front
 from dp.simulate.sweep import SimSettings, reuse_contexts, simulate
 
 FAMILIES = ("cons", "random", "short-m@k", "deepprune", "deepprune-oracle", "deepprune-conf",
             "deepconf-low", "deepconf-high", "esc", "adaptive", "slimsc")
 JUDGED = ("deepprune", "deepprune-conf")  # one family per judge
+PREFIXED = ("random", "deepprune", "deepprune-oracle", "deepprune-conf")  # one family per prefix rule
 DEFAULT_FAMILIES = tuple(f for f in FAMILIES if f != "slimsc")  # slimsc embeds every segment: opt in
 BUDGETS = (0.10, 0.25, 0.50, 0.75)
 TAUS = "0.1:0.9:0.1"
@@ -43,7 +46,7 @@ TAUS = "0.1:0.9:0.1"
 class FrontierSettings:
     runs: tuple[str, ...]
     judges: tuple[str, ...] = ("features",)
-    truncate: str = "words:25"
+    rules: tuple[str, ...] = ("words:25",)  # prefix rules: the prefix families run once per rule
     orders: int = 20
     seed: int = 0
     families: tuple[str, ...] = DEFAULT_FAMILIES
@@ -57,6 +60,10 @@ class FrontierSettings:
         bad = [f for f in self.families if f not in FAMILIES]
         if bad:
             raise DPError(f"unknown family '{bad[0]}'; known: {', '.join(FAMILIES)}")
+        if not self.rules:
+            raise DPError("dp frontier needs at least one --truncate rule")
+        for r in self.rules:
+            TruncationRule.parse(r)
         if not self.judges:
             raise DPError("dp frontier needs at least one --judge")
         if self.orders < 1:
@@ -131,24 +138,32 @@ def run_points(cache: Cache, s: FrontierSettings, run: str, progress=None) -> tu
             if family in ("deepconf-low", "deepconf-high", "deepprune-conf") and not conf:
                 notes.append(f"{family}: left out, run '{run}' has no log-probs")
                 continue
-            for judge in (s.judges if family in JUDGED else s.judges[:1]):
-                label = f"{family}[{judge}]" if family in JUDGED else family
+            for judge, rule in itertools.product(s.judges if family in JUDGED else s.judges[:1],
+                                                 s.rules if family in PREFIXED else s.rules[:1]):
+                label = _label(family, judge, rule, s)
                 t1 = time.perf_counter()
                 for fixed, sweep in grids(family, n, max_len):
                     if progress:
                         progress(f"{run}: {label} {fixed} {' '.join(sweep)}")
-                    sim = SimSettings(run=run, policies=(family,), judge=judge, truncate=s.truncate,
+                    sim = SimSettings(run=run, policies=(family,), judge=judge, truncate=rule,
                                       orders=s.orders, seed=s.seed, params=fixed, sweep=sweep, limit=s.limit,
                                       crossfit=s.crossfit if family in JUDGED else None, fill_scores=True)
                     for r in simulate(cache, sim, store=False):
-                        points.append(Point.of(label, r, r.params.get("judge")))
+                        points.append(Point.of(label, r, r.params.get("judge"), rule if family in PREFIXED else None))
                         notes += [w for w in r.warnings if "trained on" not in w and "K2" not in w]
                 seconds[label] = time.perf_counter() - t1
-    meta = {"run": run, "n": n, "n_min": min(ns), "problems": len(problems), "truncate": s.truncate,
+    meta = {"run": run, "n": n, "n_min": min(ns), "problems": len(problems),
+            "truncate": ", ".join(s.rules), "rules": list(s.rules),
             "orders": s.orders, "seed": s.seed, "crossfit": s.crossfit, "judges": list(s.judges),
             "model": info.get("model"), "has_logprobs": conf, "family_seconds": seconds, "notes": notes,
             "t0": t0}
     return points, meta
+
+
+def _label(family: str, judge: str, rule: str, s: FrontierSettings) -> str:
+    """The family's name in tables: with its judge (judged families) and its rule (several rules)."""
+    tags = ([judge] if family in JUDGED else []) + ([rule] if family in PREFIXED and len(s.rules) > 1 else [])
+    return f"{family}[{', '.join(tags)}]" if tags else family
 
 
 def summarize(points: list[Point], meta: dict, s: FrontierSettings) -> dict:

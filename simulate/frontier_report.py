@@ -30,7 +30,7 @@ def header(r: dict) -> str:
     n = f"N = {r['n']}" if r["n"] == r["n_min"] else f"N = {r['n_min']}..{r['n']}"
     judge = ", ".join(r["judges"]) + (f" (cross-fitted over {r['crossfit']} folds)" if r.get("crossfit") else "")
     acc = _acc(r["cons_accuracy"])
-    return (f"run '{r['run']}': {r['problems']} problems x {n} traces, prefix rule {r['truncate']}, "
+    return (f"run '{r['run']}': {r['problems']} problems x {n} traces, prefix rule{'s' if len(r['rules']) > 1 else ''} {r['truncate']}, "
             f"judge {judge}, {r['orders']} arrival orders, seed {r['seed']}; cons@N: {r['full_tokens']:.0f} "
             f"tokens, accuracy {acc}")
 
@@ -107,7 +107,8 @@ def markdown(r: dict) -> str:
     out = [f"### Frontier of run `{r['run']}`", "", header(r) + ".", "", *winners, "", _md_table(cols, rows), "",
            "Pareto front:", "", _md_table(FRONT_COLS, _front_rows(r)), ""]
     out += [f"- note: {n}" for n in r["notes"]]
-    cmd = (f"dp frontier --run {r['run']} --truncate {r['truncate']} --orders {r['orders']} --seed {r['seed']}"
+    cmd = (f"dp frontier --run {r['run']}" + "".join(f" --truncate {x}" for x in r["rules"])
+           + f" --orders {r['orders']} --seed {r['seed']}"
            + "".join(f" --judge {j}" for j in r["judges"]) + (f" --crossfit {r['crossfit']}" if r.get("crossfit") else ""))
     out += ["", f"Command: `{cmd}` ({len(r['points'])} points, {r['seconds']:.0f} s).", ""]
     return "\n".join(out)

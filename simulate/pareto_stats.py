@@ -37,6 +37,7 @@ class Point:
     accuracy: float
     accuracy_std: float  # over orders
     in_sample: bool
+    rule: str | None = None  # the prefix rule of prefix policies (None: the policy reads no prefix)
     problem_ids: list = field(repr=False, default_factory=list)
     acc_pp: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))  # (P,) accuracy per problem
     tok_pp: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))  # (P,) tokens per problem
@@ -44,12 +45,12 @@ class Point:
     graded: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, bool))  # (P,) has a gold answer
 
     @classmethod
-    def of(cls, family: str, r, judge: str | None = None) -> Point:
+    def of(cls, family: str, r, judge: str | None = None, rule: str | None = None) -> Point:
         pp = r.per_problem
         return cls(
             family=family, policy=r.policy, params=dict(r.params), judge=judge, tokens=float(r.tokens),
             tokens_std=float(r.tokens_std), full_tokens=float(r.full_tokens), accuracy=float(r.accuracy),
-            accuracy_std=float(r.accuracy_std), in_sample=bool(r.judge_in_sample),
+            accuracy_std=float(r.accuracy_std), in_sample=bool(r.judge_in_sample), rule=rule,
             problem_ids=[d["problem_id"] for d in pp],
             acc_pp=np.array([d["accuracy"] if d["accuracy"] is not None else np.nan for d in pp], dtype=float),
             tok_pp=np.array([d["tokens"] for d in pp], dtype=float),
@@ -70,7 +71,8 @@ class Point:
         return float(a.std(ddof=1) / np.sqrt(a.size)) if a.size > 1 else None
 
     def as_dict(self) -> dict:
-        return {"family": self.family, "policy": self.policy, "judge": self.judge, "settings": self.label(),
+        return {"family": self.family, "policy": self.policy, "judge": self.judge, "truncate": self.rule,
+                "settings": self.label(),
                 "params": self.params, "tokens": self.tokens, "tokens_std": self.tokens_std,
                 "token_share": self.share, "accuracy": self.accuracy, "accuracy_std": self.accuracy_std,
                 "accuracy_se": self.accuracy_se(), "in_sample": self.in_sample}

@@ -130,14 +130,15 @@ def tune(points: list[Point], s: TuneSettings) -> dict:
 SKIP = {"judge", "judge_arg", "judge_in_sample", "truncate", "accounting"}
 
 
-def settings_file(run: dict, result: dict, point_params: dict, policy: str, judge: str | None) -> dict:
+def settings_file(run: dict, result: dict, point_params: dict, policy: str, judge: str | None,
+                  rule: str | None = None) -> dict:
     """The settings file of a tune result (what `read_settings` reads)."""
     from dp.simulate.registry import setting_names
 
     known = setting_names([policy])
     return {"dp_settings": SETTINGS_VERSION, "policy": policy,
             "params": {k: v for k, v in point_params.items() if k in known and k not in SKIP},
-            "judge": judge, "truncate": run["truncate"], "tuned_on": {"run": run["run"], "n": run["n"],
+            "judge": judge, "truncate": rule or run["rules"][0], "tuned_on": {"run": run["run"], "n": run["n"],
                                                                        "problems": run["problems"]},
             "tune": {k: v for k, v in result.items() if k != "per_fold"}}
 

@@ -139,11 +139,13 @@ def test_frontier_cli_names_run_n_rule_and_judge_and_writes_figure(synth):
 def test_tune_writes_settings_that_simulate_replays(synth, tmp_path):
     f = tmp_path / "tuned.json"
     r = invoke("tune", "--cache", synth / "c.duckdb", "--run", "conf", "--judge", "jaccard", "--truncate", "words:4",
-               "--orders", 3, "--folds", 2, "--tolerance", 0.05, "--out", f, "--json")
+               "--truncate", "tokens:3", "--family", "cons", "--family", "random", "--family", "deepprune",
+               "--family", "short-m@k", "--orders", 3, "--folds", 2, "--tolerance", 0.05, "--out", f, "--json")
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     doc = json.loads(f.read_text())
-    assert doc["policy"] == out["policy"] and doc["truncate"] == "words:4" and len(out["per_fold"]) == 2
+    assert doc["policy"] == out["policy"] and doc["truncate"] in ("words:4", "tokens:3") and len(out["per_fold"]) == 2
+    assert doc["truncate"] == (out["chosen"]["truncate"] or "words:4")
     assert 0 <= out["held_out_token_share"] <= 1
     sim = invoke("simulate", "--cache", synth / "c.duckdb", "--run", "conf", "--settings", f, "--orders", 3,
                  "--seed", 0, "--no-store", "--json")
