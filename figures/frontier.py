@@ -14,9 +14,10 @@ import json
 from pathlib import Path
 
 from dp.errors import DPError
-from dp.figures.common import FigureResult, new_figure, policy_color, save
+from dp.figures.common import FigureResult, color, new_figure, save
 
 FRONTIER_PREFIX = "frontier_"
+MARKERS = ("o", "s", "^", "D")
 
 
 def frontier_figure(r: dict, out_dir: str | Path) -> FigureResult:
@@ -29,11 +30,11 @@ def frontier_figure(r: dict, out_dir: str | Path) -> FigureResult:
     families = list(dict.fromkeys(p["family"] for p in r["points"]))
     for i, fam in enumerate(families):
         pts = [p for p in r["points"] if p["family"] == fam]
-        c = policy_color(fam.split("[")[0], i)
+        c, marker = color(i), MARKERS[(i // 10) % len(MARKERS)]  # one colour (and marker) per family
         full = r["full_tokens"] or 1.0
         for p in pts:
             ax.errorbar(p["token_share"], p["accuracy"], xerr=p["tokens_std"] / full, yerr=p["accuracy_std"],
-                        fmt="o", ms=3.5, color=c, mfc="none" if p["in_sample"] else c, lw=0.6, alpha=0.8,
+                        fmt=marker, ms=3.5, color=c, mfc="none" if p["in_sample"] else c, lw=0.6, alpha=0.8,
                         label=fam if p is pts[0] else None)
     front = r["front"]
     if front:
