@@ -98,13 +98,13 @@ def frontier_cmd(cache_path, runs, judges, truncates, orders, crossfit, families
 
 def _write(results: list[dict], out: Path) -> None:
     from dp.figures.frontier import FRONTIER_PREFIX, frontier_figure
-    from dp.simulate.frontier_report import markdown
+    from dp.simulate.frontier_report import jsonable, markdown
 
     out.mkdir(parents=True, exist_ok=True)
     for r in results:
         path = out / f"{FRONTIER_PREFIX}{r['run']}.json"
         tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(r, indent=1, default=float), encoding="utf-8")
+        tmp.write_text(json.dumps(jsonable(r), indent=1, allow_nan=False), encoding="utf-8")
         tmp.replace(path)
         frontier_figure(r, out)
     (out / "frontier.md").write_text("\n".join(markdown(r) for r in results), encoding="utf-8")
@@ -158,6 +158,7 @@ def tune_cmd(cache_path, run, judges, truncates, orders, crossfit, families, lim
     from dp.cache.store import Cache
     from dp.provenance import stamp
     from dp.simulate.frontier import run_points
+    from dp.simulate.frontier_report import jsonable
     from dp.simulate.tune import TuneSettings, settings_file, tune
 
     t = TuneSettings(tolerance=tolerance, budget=None if budget is None else budget / 100, folds=folds, seed=seed)
@@ -173,7 +174,7 @@ def tune_cmd(cache_path, run, judges, truncates, orders, crossfit, families, lim
                        f"'{judge}' judge itself")
     path = Path(out_path or f"tuned_{run}.json")
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=1), encoding="utf-8")
+    tmp.write_text(json.dumps(jsonable(doc), indent=1, allow_nan=False), encoding="utf-8")
     tmp.replace(path)
     out = {"run": run, "n": meta["n"], "problems": meta["problems"], "truncate": doc["truncate"], "judges": list(judges),
            "orders": orders, "settings_file": str(path), "policy": chosen.policy, "params": doc["params"],

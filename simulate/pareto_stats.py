@@ -49,8 +49,8 @@ class Point:
         pp = r.per_problem
         return cls(
             family=family, policy=r.policy, params=dict(r.params), judge=judge, tokens=float(r.tokens),
-            tokens_std=float(r.tokens_std), full_tokens=float(r.full_tokens), accuracy=float(r.accuracy),
-            accuracy_std=float(r.accuracy_std), in_sample=bool(r.judge_in_sample), rule=rule,
+            tokens_std=float(r.tokens_std), full_tokens=float(r.full_tokens), accuracy=_num(r.accuracy),
+            accuracy_std=_num(r.accuracy_std), in_sample=bool(r.judge_in_sample), rule=rule,
             problem_ids=[d["problem_id"] for d in pp],
             acc_pp=np.array([d["accuracy"] if d["accuracy"] is not None else np.nan for d in pp], dtype=float),
             tok_pp=np.array([d["tokens"] for d in pp], dtype=float),
@@ -78,10 +78,16 @@ class Point:
                 "accuracy_se": self.accuracy_se(), "in_sample": self.in_sample}
 
 
+def _num(x) -> float:
+    """A float, NaN for None (accuracy over no graded problem)."""
+    return float("nan") if x is None else float(x)
+
+
 def pareto_front(points: list[Point]) -> list[Point]:
     """Out-of-sample points no other beats on both tokens and accuracy, by token share
     (equal tokens: the more accurate; a point must be strictly more accurate than every cheaper one)."""
-    pts = sorted((p for p in points if not p.in_sample), key=lambda p: (p.share, -p.accuracy))
+    pts = sorted((p for p in points if not p.in_sample and p.accuracy == p.accuracy),
+                 key=lambda p: (p.share, -p.accuracy))
     out: list[Point] = []
     for p in pts:
         if not out or p.accuracy > out[-1].accuracy + 1e-12:
@@ -92,7 +98,7 @@ def pareto_front(points: list[Point]) -> list[Point]:
 def best_within(points: list[Point], budget: float) -> Point | None:
     """The most accurate out-of-sample point spending at most `budget` of cons@N's tokens
     (ties: the cheaper, then the first)."""
-    ok = [p for p in points if not p.in_sample and p.share <= budget + 1e-12]
+    ok = [p for p in points if not p.in_sample and p.accuracy == p.accuracy and p.share <= budget + 1e-12]
     if not ok:
         return None
     return min(ok, key=lambda p: (-p.accuracy, p.share))
