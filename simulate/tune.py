@@ -102,7 +102,8 @@ def tune(points: list[Point], s: TuneSettings) -> dict:
         held = folds == k
         pick = choose(points, ~held, s)
         if pick is None:
-            raise DPError(f"fold {k}: no setting meets the tolerance/budget on the other folds")
+            raise DPError(f"fold {k}: no setting spends at most {s.budget:.0%} of cons@N's tokens on the other folds"
+                          if s.budget is not None else f"fold {k}: no setting meets the tolerance on the other folds")
         p_acc, p_tok, p_full = _on(pick, held)
         c_acc = _on(cons, held)[0]
         g = int((held & cons.graded).sum())
@@ -113,6 +114,8 @@ def tune(points: list[Point], s: TuneSettings) -> dict:
                          "held_out_token_share": p_tok / p_full if p_full else None,
                          "held_out_accuracy": p_acc, "held_out_cons_accuracy": c_acc})
     final = choose(points, np.ones(len(ids), dtype=bool), s)
+    if final is None:
+        raise DPError("no setting meets the tolerance/budget on the run's problems")
     f_acc, f_tok, f_full = _on(final, np.ones(len(ids), dtype=bool))
     return {
         "tolerance": s.tolerance, "budget": s.budget, "folds": s.folds, "seed": s.seed,

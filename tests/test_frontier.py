@@ -68,6 +68,8 @@ def test_tune_reports_on_problems_it_did_not_choose_on():
     assert out["chosen"]["family"] == "esc" and out["chosen"]["in_sample_token_share"] == 0.5
     # with a budget of 20%: the most accurate point within it
     assert tune(pts, TuneSettings(budget=0.2, folds=2))["chosen"]["family"] == "short-m@k"
+    with pytest.raises(DPError, match="no setting spends at most 5%"):
+        tune(pts, TuneSettings(budget=0.05, folds=2))
 
 
 def test_tune_errors_and_settings_file(tmp_path):
