@@ -6,7 +6,8 @@ finishes exactly the traces DeepPrune finishes); only the finishers' vote is
 weighted, by DeepConf's trace score (lowest group confidence over windows of
 `conf_window` tokens, `DeepConf.score`). With `final=representatives-weighted`
 the weight is the cluster size times the score. A run without log-probs (no
-token confidences in the context) votes as DeepPrune does. An empty trace's
+token confidences in the context; `dp simulate` builds such contexts for runs
+without log-probs, `run_has_confidence`) votes as DeepPrune does. An empty trace's
 score is NaN; it votes with weight 0.
 
 Replay: the scores come from the context's stored confidences (memoised per
@@ -36,9 +37,19 @@ class ConfDeepPruneParams(DeepPruneParams):
             raise DPError(f"conf_window must be >= 1, got {self.conf_window}")
 
 
+def run_has_confidence(cache, run: str) -> bool:
+    """Whether a run's traces carry token confidences (log-probs), judged from its first trace."""
+    first = cache.load_run(run)[:1]
+    if not first or not first[0].trace_ids.size:
+        return False
+    conf = cache.token_arrays(first[0].trace_ids[:1], "confidence")
+    return bool(conf) and conf[0].size > 0 and not np.isnan(conf[0]).any()
+
+
 class ConfDeepPrune(DeepPrune):
     name = "deepprune-conf"
     needs_confidence = True
+    confidence_optional = True  # a run without log-probs replays it as DeepPrune (contexts without them)
 
     def __init__(self, params: ConfDeepPruneParams | None = None, **kw):
         super().__init__(params or ConfDeepPruneParams(**kw))

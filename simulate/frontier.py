@@ -25,11 +25,10 @@ import itertools
 import time
 from dataclasses import dataclass
 
-import numpy as np
-
 from dp.cache.store import Cache
 from dp.errors import DPError
 from dp.judge.truncation import TruncationRule
+from dp.simulate.deepprune_conf import run_has_confidence
 from dp.simulate.pareto_stats import Point, budget_table, pareto_front
 from dp.simulate.sweep import SimSettings, reuse_contexts, simulate
 
@@ -102,15 +101,6 @@ def grids(family: str, n: int, max_len: int) -> list[tuple[dict, tuple[str, ...]
     raise DPError(f"unknown family '{family}'")
 
 
-def has_confidence(cache: Cache, run: str) -> bool:
-    """Whether the run's traces carry token confidences (log-probs), from its first problem."""
-    first = cache.load_run(run)[:1]
-    if not first:
-        return False
-    conf = cache.token_arrays(first[0].trace_ids[:1], "confidence")
-    return bool(conf) and conf[0].size > 0 and not np.isnan(conf[0]).any()
-
-
 def frontier(cache: Cache, s: FrontierSettings, progress=None) -> list[dict]:
     """One result per run: points, front, budget table, notes and timings (see module doc)."""
     out = []
@@ -129,7 +119,7 @@ def run_points(cache: Cache, s: FrontierSettings, run: str, progress=None) -> tu
         raise DPError(f"run '{run}' has no traces")
     ns = [p.n for p in problems]
     n, max_len = max(ns), max(int(p.lengths.max(initial=0)) for p in problems)
-    conf = has_confidence(cache, run)
+    conf = run_has_confidence(cache, run)
     notes: list[str] = []
     points: list[Point] = []
     seconds: dict[str, float] = {}  # per family, the first one includes reading the run

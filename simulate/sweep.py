@@ -26,6 +26,7 @@ from dp.judge.truncation import TruncationRule
 from dp.provenance import stamp
 from dp.simulate.context import build_contexts
 from dp.simulate.deepprune import DeepPrune
+from dp.simulate.deepprune_conf import run_has_confidence
 from dp.simulate.registry import POLICIES, make_policy, setting_names
 from dp.simulate.replay import PolicyResult, replay_taus, with_judge
 
@@ -145,6 +146,8 @@ def simulate(cache: Cache, s: SimSettings, store: bool = True) -> list[PolicyRes
     probes = [make_policy(n, **base) for n in s.policies]  # validates settings before any work
     needs_judge = any(p.needs_judge and p.judge_override is None for p in probes)
     needs_conf = any(getattr(p, "needs_confidence", False) for p in probes)
+    if needs_conf and all(getattr(p, "confidence_optional", False) for p in probes if getattr(p, "needs_confidence", False)):
+        needs_conf = run_has_confidence(cache, s.run)  # deepprune-conf without log-probs is DeepPrune
     judge, judge_info = None, {}
     if needs_judge and s.crossfit:
         judge = _crossfit(cache, s, rule)

@@ -156,3 +156,14 @@ def test_tune_writes_settings_that_simulate_replays(synth, tmp_path):
     assert row["policy"] == out["policy"]
     assert row["tokens"] == pytest.approx(out["chosen"]["tokens"])  # the same point, replayed again
     assert row["accuracy"] == pytest.approx(out["chosen"]["accuracy"])
+
+
+def test_confidence_weighted_deepprune_on_a_run_without_logprobs_is_deepprune(synth):
+    r = invoke("simulate", "--cache", synth / "c.duckdb", "--run", "plain", "--policy", "deepprune-conf",
+               "--policy", "deepprune", "--judge", "jaccard", "--truncate", "words:4", "--K2", 3, "--orders", 4,
+               "--no-store", "--json")
+    assert r.exit_code == 0, r.output
+    a, b = json.loads(r.stdout)
+    assert (a["policy"], b["policy"]) == ("deepprune-conf", "deepprune")
+    for key in ("tokens", "accuracy", "accuracy_std", "pass_rate", "judge_pairs"):
+        assert a[key] == b[key], key
