@@ -31,6 +31,8 @@ _common = [
                       "deepprune, deepprune-oracle, deepprune-conf, deepconf-low, deepconf-high, esc, adaptive, "
                       "slimsc."),
     click.option("--limit", type=int, default=None, help="Only the first N problems."),
+    click.option("--no-store", is_flag=True,
+                 help="Open the cache read-only: judge scores are not kept in its judge-score cache."),
     seed_option,
     json_option,
 ]
@@ -70,8 +72,8 @@ def _settings(runs, judges, truncates, orders, crossfit, families, limit, seed, 
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
               help="Write frontier_RUN.json, frontier_RUN.png/.pdf and frontier.md here (`dp figures --out` "
                    "with the same folder draws them again).")
-def frontier_cmd(cache_path, runs, judges, truncates, orders, crossfit, families, limit, seed, as_json, budgets,
-                 out_dir):
+def frontier_cmd(cache_path, runs, judges, truncates, orders, crossfit, families, limit, no_store, seed, as_json,
+                 budgets, out_dir):
     """Sweep every pruning family over a default grid: the Pareto front of accuracy against tokens, the
     best accuracy per budget with its standard error and settings, and its paired difference against random."""
     from dp.cache.store import Cache
@@ -80,7 +82,7 @@ def frontier_cmd(cache_path, runs, judges, truncates, orders, crossfit, families
     from dp.simulate.frontier_report import text_report
 
     s = _settings(runs, judges, truncates, orders, crossfit, families, limit, seed, budgets)
-    with Cache(cache_path) as cache:
+    with Cache(cache_path, write=not no_store) as cache:
         results = frontier(cache, s, progress=None if as_json else lambda m: click.echo(m, err=True))
     st = stamp()
     for r in results:
@@ -151,8 +153,8 @@ def merge_settings(path, policies: tuple, params: dict, judge: str, truncate: st
               help="Problem folds: choose on the others, report on each.")
 @click.option("--out", "out_path", default=None, type=click.Path(dir_okay=False),
               help="Settings file to write (default tuned_RUN.json) for dp simulate/live/serve --settings.")
-def tune_cmd(cache_path, run, judges, truncates, orders, crossfit, families, limit, seed, as_json, tolerance, budget,
-             folds, out_path):
+def tune_cmd(cache_path, run, judges, truncates, orders, crossfit, families, limit, no_store, seed, as_json, tolerance,
+             budget, folds, out_path):
     """The cheapest policy and settings whose accuracy stays within --tolerance of cons@N, chosen on some
     problem folds and reported on the others; writes the settings file that --settings reads."""
     from dp.cache.store import Cache
@@ -163,7 +165,7 @@ def tune_cmd(cache_path, run, judges, truncates, orders, crossfit, families, lim
 
     t = TuneSettings(tolerance=tolerance, budget=None if budget is None else budget / 100, folds=folds, seed=seed)
     s = _settings((run,), judges, truncates, orders, crossfit, families, limit, seed)
-    with Cache(cache_path) as cache:
+    with Cache(cache_path, write=not no_store) as cache:
         points, meta = run_points(cache, s, run, progress=None if as_json else lambda m: click.echo(m, err=True))
     result = tune(points, t)
     chosen = points[result.pop("chosen_index")]
