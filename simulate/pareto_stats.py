@@ -128,7 +128,7 @@ def budget_table(points: list[Point], budgets) -> list[dict]:
             if best is not None:
                 row["point"] = best.as_dict()
                 rand = best_within(randoms, b)
-                if rand is not None and fam != "random":
+                if rand is not None and best.policy != "random":
                     diff, se = paired_diff(best, rand)
                     row["vs_random"] = {"random_settings": rand.label(), "random_token_share": rand.share,
                                         "random_accuracy": rand.accuracy, "accuracy_diff": diff,
