@@ -41,6 +41,10 @@ def test_front_budgets_and_paired_difference_by_hand():
     assert row["vs_random"]["accuracy_diff_se"] == pytest.approx(np.sqrt(15 / 56) / np.sqrt(8))
     assert paired_diff(good, rnd)[0] == pytest.approx(0.375)
     assert row["point"]["accuracy_se"] == pytest.approx(np.sqrt(1 / 8) / np.sqrt(8))  # sd of 7 ones, 1 zero
+    # random under a per-rule family name is still random: never paired with itself
+    rnd8 = point("random[tokens:8]", ones, 20 * ones, policy="random")
+    rows = budget_table([cons, rnd, rnd8], [0.25])
+    assert all(r["vs_random"] is None for r in rows)
 
 
 def test_tune_reports_on_problems_it_did_not_choose_on():
