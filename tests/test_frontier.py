@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from dp.errors import DPError
-from dp.simulate.pareto_stats import Point, budget_table, paired_diff, pareto_front
-from dp.simulate.tune import TuneSettings, choose, fold_of, read_settings, tune
+from dp.simulate.replay.pareto_stats import Point, budget_table, paired_diff, pareto_front
+from dp.simulate.replay.tune import TuneSettings, choose, fold_of, read_settings, tune
 from tests.conftest import invoke
 
 IDS = [f"p{i}" for i in range(8)]

@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dp.answers import majority_rows
 from dp.errors import DPError
 from dp.judge.base import Prefix
 from dp.judge.simple import OracleJudge
-from dp.simulate.context import ProblemContext
-from dp.simulate.deepprune import DeepPrune
-from dp.simulate.registry import make_policy
-from dp.simulate.replay import replay
-from dp.simulate.scores import PairScores
+from dp.simulate.policies.deepprune import DeepPrune
+from dp.simulate.policies.registry import make_policy
+from dp.simulate.replay.context import ProblemContext
+from dp.simulate.replay.driver import replay
+from dp.simulate.replay.scores import PairScores
+from dp.votes import majority_rows
 
 
 def ctx_of(classes, lengths, correct_class=0, clusters=None, confidence=None, decision=None):
