@@ -19,6 +19,7 @@ from pathlib import Path
 from dp.cache.store import Cache
 from dp.errors import DPError
 from dp.figures.common import FigureResult
+from dp.figures.frontier import stored_frontier_figures
 from dp.figures.live import live_figure, live_runs
 from dp.figures.loro import stored_loro_figures
 from dp.figures.main_table import main_table_figure
@@ -99,6 +100,10 @@ def make_figures(cache: Cache, runs: list[str] | None, out_dir: str | Path,
         figures += stored_loro_figures(out)
     except DPError as e:
         figures.append(FigureResult("roc_loro", "Leave-one-run-out judge ROC", "").skip(f"failed: {e}"))
+    try:  # the frontier figures, when `dp frontier --out` wrote frontier_RUN.json here
+        figures += stored_frontier_figures(out)
+    except DPError as e:
+        figures.append(FigureResult("frontier", "Frontier", "").skip(f"failed: {e}"))
     report = Report(
         out_dir=out, cache=cache.path, runs=sim_runs, live_runs=live, settings=s.as_dict(),
         judges={"main": judges.main, "ablation": judges.ablation, "roc": list(judges.roc)},

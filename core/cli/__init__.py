@@ -65,7 +65,7 @@ def cli() -> None:
 def _register() -> None:
     import importlib
 
-    for mod in ("cache", "generate", "judge", "simulate", "live", "figures", "serve", "frontier", "tune"):
+    for mod in ("cache", "generate", "judge", "simulate", "live", "figures", "serve", "frontier"):
         try:
             m = importlib.import_module(f"dp.cli.{mod}")
         except ModuleNotFoundError as e:

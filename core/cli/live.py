@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from dp.cli.frontier import merge_settings, settings_option
 from dp.cli.options import (
     cache_option,
     dtype_option,
@@ -23,7 +24,7 @@ from dp.cli.options import (
 @click.option("--run", "ref_run", required=True, callback=run_name, help="Cached run whose problems, prompts, settings and seeds are reused.")
 @click.option("--live-run", default=None, callback=run_name, help="Name of the live run to store (default: RUN-live-POLICY-MODE).")
 @click.option("--policy", "policies", multiple=True, default=["deepprune"], show_default=True,
-              help="deepprune, cons, random, deepconf-low, deepconf-high, esc, adaptive or slimsc; "
+              help="deepprune, deepprune-conf, cons, random, deepconf-low, deepconf-high, esc, adaptive, slimsc or short-m@k; "
                    "repeat it to run several in turn on one engine.")
 @click.option("--judge", default="features", show_default=True, help="Judge name or trained judge directory.")
 @policy_settings_options
@@ -38,11 +39,12 @@ from dp.cli.options import (
 @click.option("--limit", type=int, default=None, help="Only the first K problems of the run.")
 @click.option("--compare", is_flag=True, help="Also replay the simulator in the live arrival order and time full generation.")
 @click.option("--replace", is_flag=True, help="Overwrite a live run of the same name.")
+@settings_option
 @seed_option
 @verbose_option
 @json_option
 def live_cmd(cache_path, ref_run, live_run, policies, judge, truncate, modes, max_in_flight, dtype, limit, compare,
-             replace, seed, as_json, **kwargs):
+             replace, seed, as_json, settings_path=None, **kwargs):
     """Run POLICY live on vLLM's async engine with the seeds of a cached run; store what it generated.
     Interrupted (Ctrl-C, SIGTERM), the run keeps its finished problems and is marked
     incomplete; the same command again resumes it."""
@@ -53,6 +55,7 @@ def live_cmd(cache_path, ref_run, live_run, policies, judge, truncate, modes, ma
     from dp.simulate.policies.registry import has_modes
 
     params = given_settings(kwargs)
+    policies, params, judge, truncate = merge_settings(settings_path, policies, params, judge, truncate)
     runs = [(p, m) for p in dict.fromkeys(policies) for m in dict.fromkeys(modes)
             if m == modes[0] or has_modes(p)]  # only prefix policies have two modes
     if live_run and len(runs) > 1:

@@ -35,12 +35,13 @@ POLICY_SETTINGS = (
     ("--K3", "K3", int, "DeepPrune: traces finished when all clusters are singletons (16)."),
     ("--keep", "keep", int, "random: traces finished per problem (20)."),
     ("--window", "window", int, "esc: window size (5)."),
-    ("--conf-window", "conf_window", int, "deepconf: tokens per confidence group (2048)."),
+    ("--conf-window", "conf_window", int, "deepconf, deepprune-conf: tokens per confidence group (2048)."),
     ("--warmup", "warmup", int, "deepconf: warm-up traces (16)."),
     ("--confidence", "confidence", float, "adaptive: stopping confidence (0.95)."),
     ("--wave", "wave", int, "adaptive: traces started together (1)."),
     ("--similarity", "similarity", float, "slimsc: prune above this segment cosine (0.98)."),
     ("--every", "every", int, "slimsc: tokens between checkpoints (32)."),
+    ("--m", "m", int, "short-m@k: finishers that vote; the others stop when the m-th finishes (3)."),
 )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from dp.cli.frontier import merge_settings, settings_option
 from dp.cli.options import run_name, seed_option, truncate_option, verbose_option
 
 
@@ -15,7 +16,7 @@ from dp.cli.options import run_name, seed_option, truncate_option, verbose_optio
               help="Tokens per trace at most (a request's `max_tokens` overrides it).")
 @click.option("--temperature", type=click.FloatRange(0, 2), default=0.7, show_default=True)
 @click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=0.95, show_default=True)
-@click.option("--policy", default="deepprune", show_default=True, help="A live policy: deepprune, cons or random.")
+@click.option("--policy", default="deepprune", show_default=True, help="A live policy: deepprune, deepprune-conf, cons, random, short-m@k, ... (see dp live).")
 @click.option("--judge", default="features", show_default=True, help="Judge name or trained judge directory.")
 @click.option("--tau", type=float, default=None, help="DeepPrune threshold (0.5).")
 @click.option("--K", "K", type=int, default=None)
@@ -35,10 +36,11 @@ from dp.cli.options import run_name, seed_option, truncate_option, verbose_optio
               help="Name of the recorded run (default: serve-YYYYMMDD-HHMMSS, UTC).")
 @click.option("--drain-timeout", type=click.FloatRange(min=0), default=300, show_default=True,
               help="Seconds SIGTERM waits for requests in flight before cancelling them.")
+@settings_option
 @seed_option
 @verbose_option
 def serve_cmd(model, n, max_tokens, temperature, top_p, policy, judge, tau, K, K1, K2, K3, truncate, mode, host,
-              port, max_concurrent, record, record_run, drain_timeout, seed):
+              port, max_concurrent, record, record_run, drain_timeout, seed, settings_path=None):
     """Serve POST /v1/chat/completions (OpenAI schema; `n` = parallel traces, policy knobs in the
     extra field "dp"), GET /v1/models, /health and /metrics on one vLLM engine. SIGTERM drains
     the requests in flight, shuts the engine down and exits 0."""
@@ -52,6 +54,7 @@ def serve_cmd(model, n, max_tokens, temperature, top_p, policy, judge, tau, K, K
     from dp.simulate.serve.run import serve
 
     params = {k: v for k, v in {"tau": tau, "K": K, "K1": K1, "K2": K2, "K3": K3}.items() if v is not None}
+    (policy,), params, judge, truncate = merge_settings(settings_path, (policy,), params, judge, truncate, "policy")
     if not live_policy(make_policy(policy, **params)):
         raise DPError(f"policy '{policy}' has no live form (served: {', '.join(live_policies())})")
     truncate = str(TruncationRule.parse(truncate))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from dp.cli.frontier import merge_settings, settings_option
 from dp.cli.options import (
     cache_option,
     emit_json,
@@ -39,7 +40,7 @@ def pick_run(cache, run: str | None) -> str:
 @click.option("--run", "run", default=None, help="Run to replay (default: 'default' or the only run).")
 @click.option("--policy", "policies", multiple=True,
               help="Policy to replay (repeatable): cons, deepprune, deepprune-oracle, deepconf-low, "
-                   "deepconf-high, esc, adaptive, random, slimsc. Default: deepprune and cons.")
+                   "deepconf-high, esc, adaptive, random, slimsc, short-m@k, deepprune-conf. Default: deepprune and cons.")
 @click.option("--judge", default="features", show_default=True, help="Judge name or trained judge directory.")
 @policy_settings_options
 @click.option("--final", default=None, type=click.Choice(["largest", "representatives", "representatives-weighted"]),
@@ -59,16 +60,18 @@ def pick_run(cache, run: str | None) -> str:
 @click.option("--crossfit", type=click.IntRange(min=2), default=None, metavar="K",
               help="Train K judges of the --judge type on folds of the run's problems; each problem is "
                    "scored by the judge that never saw it (each trained on <= 20 pairs per problem).")
+@settings_option
 @seed_option
 @json_option
 def simulate_cmd(cache_path, run, policies, judge, final, when_full, accounting, truncate, orders, order_kind, sweep,
-                 limit, no_store, crossfit, seed, as_json, **kwargs):
+                 limit, no_store, crossfit, seed, as_json, settings_path=None, **kwargs):
     """Replay pruning policies on cached traces: tokens, token reduction, accuracy, pass rate."""
     from dp.cache.store import Cache
     from dp.provenance import stamp
     from dp.simulate.replay.sweep import SimSettings, simulate
 
     params = {**given_settings(kwargs), "final": final, "when_full": when_full, "accounting": accounting}
+    policies, params, judge, truncate = merge_settings(settings_path, policies, params, judge, truncate)
     with Cache(cache_path, write=not no_store) as cache:
         name = pick_run(cache, run)
         settings = SimSettings(
@@ -93,7 +96,7 @@ def simulate_cmd(cache_path, run, policies, judge, final, when_full, accounting,
     table = []
     for r in results:
         p = r.params
-        setting = " ".join(f"{k}={v}" for k, v in p.items() if k in ("tau", "accounting", "keep", "window", "conf_window", "percentile", "wave", "confidence", "similarity", "every")
+        setting = " ".join(f"{k}={v}" for k, v in p.items() if k in ("tau", "accounting", "keep", "window", "conf_window", "percentile", "wave", "confidence", "similarity", "every", "m")
                            or (k in {x.split('=')[0] for x in sweep}))
         share = "" if r.prefix_share is None else f"{r.prefix_share:.2f}"
         table.append({"policy": r.policy, "settings": setting, "tokens": f"{r.tokens:.0f}",

@@ -1,4 +1,5 @@
-"""Live driver of the prefix policies (DeepPrune, cons, random): every trace starts at once.
+"""Live driver of the prefix policies (DeepPrune, confidence-weighted DeepPrune, cons, random):
+every trace starts at once.
 
 Each trace is handed to the policy (`on_prefix`, R = 1) when it reaches its
 decision point under the truncation rule (`dp.simulate.live.arrival`, O(new tokens)
@@ -98,6 +99,8 @@ async def drive_prefix(lt: LiveTraces, policy, *, judge, rule, mode: str, rng) -
         lt.start(t, on_delta)
     seconds = await lt.wait()
     records = lt.records()
+    if hasattr(policy, "set_confidence"):  # confidence-weighted DeepPrune: the streamed trace scores
+        policy.set_confidence(state, policy.trace_scores([lt.confidence(t) for t in range(n)]))
     weights = policy.weights(state)
     weights = None if weights is None else weights[0]
     answer, ok = lt.vote(records, finished, arrival, weights)

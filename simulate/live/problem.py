@@ -12,7 +12,9 @@ the policy objects are the simulator's own, driven by one driver per kind:
   rest, each stopped when its running confidence falls below the cut;
 - ESC and Adaptive-Consistency: `dp.simulate.live.waves`, waves of traces
   started until the policy says the answers agree;
-- Slim-SC: `dp.simulate.live.slimsc`, traces compared at token checkpoints.
+- Slim-SC: `dp.simulate.live.slimsc`, traces compared at token checkpoints;
+- short-m@k: `dp.simulate.live.shortm`, every trace started, the rest stopped
+  once m have finished.
 
 Many problems run at once on the same engine (`dp.simulate.live.run`); nothing
 here knows about the others. `compare` replays the simulator on the reference
@@ -197,11 +199,13 @@ def driver_for(policy):
     """The live driver coroutine of a policy object (by the interface it implements)."""
     from dp.simulate.live.deepconf import drive_deepconf
     from dp.simulate.live.prefix import drive_prefix
+    from dp.simulate.live.shortm import drive_shortm
     from dp.simulate.live.slimsc import drive_slimsc
     from dp.simulate.live.waves import drive_waves
     from dp.simulate.policies.base import PrefixPolicy
     from dp.simulate.policies.deepconf import DeepConf
     from dp.simulate.policies.sequential import WavePolicy
+    from dp.simulate.policies.shortm import ShortM
     from dp.simulate.policies.slimsc import SlimSC
 
     if isinstance(policy, PrefixPolicy) and not getattr(policy, "judge_override", None):
@@ -212,6 +216,8 @@ def driver_for(policy):
         return drive_waves
     if isinstance(policy, SlimSC):
         return drive_slimsc
+    if isinstance(policy, ShortM):
+        return drive_shortm
     raise DPError(f"policy '{policy.name}' has no live form")
 
 

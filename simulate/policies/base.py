@@ -39,6 +39,7 @@ class Plan:
     voters: np.ndarray  # (R, N) bool traces whose final answers vote
     weights: np.ndarray | None = None  # (R, N) float vote weights, None = one vote each
     judge_pairs: np.ndarray | None = None  # (R,) judge evaluations asked for
+    ranks: np.ndarray | None = None  # (R, N) tie-break ranks of the vote, None = arrival ranks
 
 
 def charge(lengths: np.ndarray, decision: np.ndarray, finished: np.ndarray,

@@ -106,7 +106,7 @@ class DeepPrune(PrefixPolicy):
         if ctx.scores is None:
             raise DPError("deepprune needs a judge")
         for tau in taus:
-            DeepPruneParams(**{**self.params.__dict__, "tau": float(tau)})  # validates every tau
+            type(self.params)(**{**self.params.__dict__, "tau": float(tau)})  # validates every tau
         p = self.params
         rows = replicas * len(taus)
         return ClusterState(

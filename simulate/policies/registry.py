@@ -12,7 +12,9 @@ from dp.errors import DPError
 from dp.simulate.policies.basic import Consensus, RandomParams, RandomPrune
 from dp.simulate.policies.deepconf import DeepConf, DeepConfParams
 from dp.simulate.policies.deepprune import DeepPrune, DeepPruneParams
+from dp.simulate.policies.deepprune_conf import ConfDeepPrune, ConfDeepPruneParams
 from dp.simulate.policies.sequential import ESC, Adaptive, AdaptiveParams, ESCParams
+from dp.simulate.policies.shortm import ShortM, ShortMParams
 from dp.simulate.policies.slimsc import SlimSC, SlimSCParams
 
 # name -> (class, settings dataclass or None, fixed settings, judge override)
@@ -26,6 +28,8 @@ POLICIES: dict[str, tuple] = {
     "adaptive": (Adaptive, AdaptiveParams, {}, None),
     "random": (RandomPrune, RandomParams, {}, None),
     "slimsc": (SlimSC, SlimSCParams, {}, None),
+    "short-m@k": (ShortM, ShortMParams, {}, None),
+    "deepprune-conf": (ConfDeepPrune, ConfDeepPruneParams, {}, None),
 }
 
 

@@ -97,7 +97,7 @@ class _Outcome:
 
 def _score(ctx: ProblemContext, plan, ranks: np.ndarray) -> _Outcome:
     stop = np.minimum(plan.stop_at, ctx.lengths[None, :])
-    winner = majority_rows(ctx.classes, plan.voters, ranks, plan.weights)
+    winner = majority_rows(ctx.classes, plan.voters, ranks if plan.ranks is None else plan.ranks, plan.weights)
     class_ok = _class_correct(ctx)
     acc = np.where(winner >= 0, class_ok[np.maximum(winner, 0)], False)
     passed = (plan.voters & ctx.correct[None, :]).any(axis=1)

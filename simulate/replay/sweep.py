@@ -26,12 +26,13 @@ from dp.judge.insample import in_sample, message
 from dp.judge.truncation import TruncationRule
 from dp.provenance import stamp
 from dp.simulate.policies.deepprune import DeepPrune
+from dp.simulate.policies.deepprune_conf import run_has_confidence
 from dp.simulate.policies.registry import POLICIES, make_policy, setting_names
 from dp.simulate.replay.context import build_contexts, equip
 from dp.simulate.replay.driver import PolicyResult, replay_taus, with_judge
 
 CROSSFIT_PAIRS = 20  # training pairs per problem for each cross-fitted judge (a seeded sample)
-INT_PARAMS = {"K", "K1", "K2", "K3", "keep", "window", "conf_window", "warmup", "wave", "every"}
+INT_PARAMS = {"K", "K1", "K2", "K3", "keep", "window", "conf_window", "warmup", "wave", "every", "m"}
 
 
 def parse_sweep(spec: str) -> tuple[str, list]:
@@ -72,6 +73,7 @@ class SimSettings:
     sweep: tuple[str, ...] = ()
     limit: int | None = None
     crossfit: int | None = None  # K: judges trained on folds of the run's problems (trainable types)
+    fill_scores: bool = False  # score every pair of every problem up front, in one batch per problem
 
 
 def _validate(s: SimSettings, grid_axes: list[tuple[str, list]]) -> None:
@@ -124,6 +126,17 @@ def _reused(cache: Cache, s: SimSettings, rule, judge_key, needs_conf: bool):
     return contexts if fits and (conf or not needs_conf) else None
 
 
+def _crossfit(cache: Cache, s: SimSettings, rule):
+    """The cross-fitted judges of this run and rule (trained once inside `reuse_contexts()`)."""
+    key = ("crossfit", str(cache.path), s.run, s.judge, str(rule), s.crossfit, s.seed, s.limit)
+    if _MEMO is not None and key in _MEMO:
+        return _MEMO[key]
+    judge = crossfit_judges(cache, s.run, s.judge, rule, s.crossfit, s.seed, max_pairs=CROSSFIT_PAIRS)
+    if _MEMO is not None:
+        _MEMO[key] = judge
+    return judge
+
+
 def simulate(cache: Cache, s: SimSettings, store: bool = True) -> list[PolicyResult]:
     """Replay every policy (at every grid point) on run `s.run`; store the points if asked."""
     cache.run_info(s.run)  # an unknown run fails first, with the runs that exist
@@ -134,9 +147,11 @@ def simulate(cache: Cache, s: SimSettings, store: bool = True) -> list[PolicyRes
     probes = [make_policy(n, **base) for n in s.policies]  # validates settings before any work
     needs_judge = any(p.needs_judge and p.judge_override is None for p in probes)
     needs_conf = any(getattr(p, "needs_confidence", False) for p in probes)
+    if needs_conf and all(getattr(p, "confidence_optional", False) for p in probes if getattr(p, "needs_confidence", False)):
+        needs_conf = run_has_confidence(cache, s.run)  # deepprune-conf without log-probs is DeepPrune
     judge, judge_info = None, {}
     if needs_judge and s.crossfit:
-        judge = crossfit_judges(cache, s.run, s.judge, rule, s.crossfit, s.seed, max_pairs=CROSSFIT_PAIRS)
+        judge = _crossfit(cache, s, rule)
         judge_info = {"judge": judge.name, "judge_in_sample": crossfit_in_sample(judge, cache, s.run),
                       **judge.describe()}
     elif needs_judge:
@@ -164,7 +179,7 @@ def simulate(cache: Cache, s: SimSettings, store: bool = True) -> list[PolicyRes
             overrides[p.judge_override] = with_judge(contexts, load_judge(p.judge_override, seed=s.seed), rule, cache)
     for ctxs in (contexts, *overrides.values()):
         for c in ctxs:  # cheap judges score the whole matrix in one call (dp.simulate.replay.scores)
-            if c.scores is not None and hasattr(c.scores.judge, "score_matrix"):
+            if c.scores is not None and (s.fill_scores or hasattr(c.scores.judge, "score_matrix")):
                 c.scores.fill_all()
     accounting = base.get("accounting", "paper")
     names = [n for n, _ in grid_axes]
