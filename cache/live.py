@@ -42,12 +42,13 @@ def read_live_rows(cache: Cache, run: str, problem_id: str) -> dict[str, np.ndar
 
 
 def read_live_orders(cache: Cache, run: str) -> dict[str, np.ndarray]:
-    """{problem_id: (N,) trace indices in the order they reached their decision points live}; {} for a
-    run without live rows. A problem where some trace never arrived is left out."""
+    """{problem_id: (N,) trace indices in the order they reached their decision points live, then
+    the traces that never arrived by index (the order `dp live --compare` replays)}; {} for a run
+    without live rows."""
     rows = cache.con.execute(
-        "SELECT problem_id, list(idx ORDER BY arrival), min(arrival) FROM live_traces WHERE run = ? "
+        "SELECT problem_id, list(idx ORDER BY arrival < 0, arrival, idx) FROM live_traces WHERE run = ? "
         "GROUP BY problem_id", [run]).fetchall()
-    return {pid: np.asarray(order, dtype=np.int64) for pid, order, low in rows if low >= 0}
+    return {pid: np.asarray(order, dtype=np.int64) for pid, order in rows}
 
 
 def write_problem_settings(cache: Cache, run: str, problem_id: str, settings: dict) -> None:

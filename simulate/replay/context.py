@@ -100,8 +100,13 @@ def build_contexts(cache: Cache, run: str, rule: TruncationRule, judge: Judge | 
 
 
 def _positions(order: np.ndarray | None, index: np.ndarray) -> np.ndarray | None:
-    """A live order of trace indices as positions 0..N-1 (None unless it covers every trace)."""
-    if order is None or len(order) != len(index) or set(order.tolist()) != set(index.tolist()):
+    """A live order of trace indices as positions 0..N-1 of the stored traces (traces a policy never
+    started are not stored: they drop out); None unless it covers every stored trace."""
+    if order is None:
+        return None
+    stored = set(index.tolist())
+    order = np.asarray([t for t in order.tolist() if t in stored], dtype=np.int64)
+    if len(order) != len(index) or set(order.tolist()) != stored:
         return None
     pos = {int(t): i for i, t in enumerate(index)}
     return np.array([pos[int(t)] for t in order], dtype=np.int64)
