@@ -27,8 +27,11 @@ from dp.seeds import derive
 from dp.types import AnswerKind, Problem
 
 TOP_LEVEL = {"model", "messages", "temperature", "top_p", "max_tokens", "max_completion_tokens", "seed",
-             "n", "stream", "dp", "user"}
-POLICY_KNOBS = {"tau", "K", "K1", "K2", "K3", "final", "when_full", "keep"}
+             "n", "stream", "stream_options", "dp", "user"}
+# every policy setting (`dp.simulate.live_checks.knob_types`): DeepPrune, random, DeepConf, ESC, Adaptive, Slim-SC
+POLICY_KNOBS = {"tau", "K", "K1", "K2", "K3", "final", "when_full", "keep", "warmup", "conf_window", "window",
+                "confidence", "wave", "similarity", "every"}
+ROLES = ("system", "developer", "user", "assistant", "tool")
 DP_KEYS = {"policy", "judge", "truncate", "mode", "kind", *POLICY_KNOBS}
 NO_JUDGE_LIVE = {"oracle"}  # judges that read final answers: no live form
 
@@ -42,7 +45,7 @@ class ServeError(Exception):
 
     @property
     def kind(self) -> str:
-        return {400: "invalid_request_error", 404: "invalid_request_error", 429: "rate_limit_exceeded",
+        return {400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error", 429: "rate_limit_exceeded",
                 503: "service_unavailable"}.get(self.status, "server_error")
 
     def body(self) -> dict:
@@ -83,6 +86,8 @@ class ServeRequest:
     mode: str
     seed: int  # the request seed (given, or derived from the server seed and the request id)
     seed_given: bool
+    stream: bool = False  # answer as server-sent events (chat.completion.chunk)
+    warnings: tuple[str, ...] = ()  # settings under which the policy cannot prune (`live_checks.prune_warnings`)
 
 
 def new_request_id() -> str:
@@ -98,13 +103,16 @@ def trace_seeds(seed: int, n: int) -> tuple[int, ...]:
 
 
 def _question(messages) -> str:
+    """The question: the last user message. System messages and earlier turns are accepted and not
+    used (the question is asked with dp's one-shot boxed-answer prompt)."""
     if not isinstance(messages, list) or not messages:
         raise ServeError(400, "'messages' must be a non-empty list of {role, content} objects", "messages")
-    if len(messages) != 1 or not isinstance(messages[0], dict) or messages[0].get("role") != "user":
-        raise ServeError(400, "dp serve answers one question: 'messages' must be exactly one message with role "
-                              "'user' (it is asked with dp's one-shot boxed-answer prompt; system messages and "
-                              "earlier turns are not supported)", "messages")
-    content = messages[0].get("content")
+    if not all(isinstance(m, dict) and m.get("role") in ROLES for m in messages):
+        raise ServeError(400, f"every message needs a 'role' among {', '.join(ROLES)}", "messages")
+    users = [m for m in messages if m["role"] == "user"]
+    if not users:
+        raise ServeError(400, "dp serve answers a question: 'messages' needs a message with role 'user'", "messages")
+    content = users[-1].get("content")
     if isinstance(content, list):  # content parts: text only
         if not all(isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
                    for p in content):
@@ -133,7 +141,9 @@ def parse_request(body, defaults: ServerDefaults, request_id: str | None = None,
     """A `ServeRequest` from a decoded JSON body, or a ServeError (400 / 404) naming the field."""
     from dp.generate.sampling import SamplingSpec
     from dp.judge.truncation import TruncationRule
+    from dp.simulate.live_checks import prune_warnings, setting_error
     from dp.simulate.registry import POLICIES, make_policy
+    from dp.simulate.serve_app import MAX_MODEL_LEN
 
     if not isinstance(body, dict):
         raise ServeError(400, "the request body must be a JSON object")
@@ -141,9 +151,9 @@ def parse_request(body, defaults: ServerDefaults, request_id: str | None = None,
     if unknown:
         raise ServeError(400, f"unsupported field '{unknown[0]}' (supported: {', '.join(sorted(TOP_LEVEL))})",
                          unknown[0])
-    if body.get("stream"):
-        raise ServeError(400, "stream: true is not supported by dp serve; the answer is known only once the "
-                              "traces have voted", "stream")
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise ServeError(400, f"'stream' must be true or false, got {stream!r}", "stream")
     if "model" in body and body["model"] != defaults.model:
         raise ServeError(404, f"model '{body['model']}' is not served here (this server: '{defaults.model}')",
                          "model", "model_not_found")
@@ -162,6 +172,10 @@ def parse_request(body, defaults: ServerDefaults, request_id: str | None = None,
     policy = extra.get("policy", defaults.policy)
     if not isinstance(policy, str) or policy not in POLICIES:
         raise ServeError(400, f"unknown policy {policy!r}; known: {', '.join(sorted(POLICIES))}", "dp.policy")
+    for k in sorted(set(extra) & POLICY_KNOBS):
+        why = setting_error(k, extra[k], defaults.max_n, MAX_MODEL_LEN)
+        if why is not None:
+            raise ServeError(400, f"bad policy setting: {why}", f"dp.{k}")
     params = {**defaults.params, **{k: v for k, v in extra.items() if k in POLICY_KNOBS}}
     mode = extra.get("mode", defaults.mode)
     if mode not in ("keep", "resume"):
@@ -184,7 +198,7 @@ def parse_request(body, defaults: ServerDefaults, request_id: str | None = None,
         raise ServeError(400, str(e), "dp.truncate") from None
     try:
         kind = AnswerKind(extra.get("kind", AnswerKind.EXPRESSION.value))
-    except ValueError:
+    except (ValueError, TypeError):
         raise ServeError(400, f"unknown answer kind {extra.get('kind')!r}; known: "
                               f"{', '.join(k.value for k in AnswerKind if k != AnswerKind.CHOICE)}", "dp.kind") from None
     if kind == AnswerKind.CHOICE:
@@ -198,11 +212,12 @@ def parse_request(body, defaults: ServerDefaults, request_id: str | None = None,
         spec = SamplingSpec(n=n, max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=int(seed))
     except DPError as e:
         raise ServeError(400, str(e)) from None
+    warnings = tuple(prune_warnings(built, n, max_tokens, TruncationRule.parse(truncate)))
     problem = Problem(dataset="serve", problem_id=request_id, question=question, gold=None, kind=kind)
     return ServeRequest(request_id=request_id, created=int(time.time()), problem=problem, spec=spec,
                         seeds=trace_seeds(seed, n), policy=policy, params=dict(built.params_dict),
                         judge=judge if built.needs_judge else None, truncate=truncate, mode=mode, seed=int(seed),
-                        seed_given=seed_given)
+                        seed_given=seed_given, stream=bool(stream), warnings=warnings)
 
 
 def live_policy(policy) -> bool:
