@@ -98,13 +98,15 @@ def prefix_share(decision: np.ndarray, lengths: np.ndarray) -> float | None:
     return float(np.sum(decision)) / total if total else None
 
 
-def measured_warnings(policy, live, rule) -> list[str]:
-    """After a live prefix policy: the decision point covered most of each finished trace."""
+def measured_warnings(policy, lives, rule) -> list[str]:
+    """After a live prefix policy ran on `lives` (ProblemLive): the decision point covered most of
+    the finished traces."""
     from dp.simulate.policy import PrefixPolicy
 
-    if not isinstance(policy, PrefixPolicy) or policy.name == "cons" or not live.finished.any():
+    if not isinstance(policy, PrefixPolicy) or policy.name == "cons" or not any(lv.finished.any() for lv in lives):
         return []
-    share = prefix_share(live.decision_token[live.finished], live.tokens[live.finished])
+    share = prefix_share(np.concatenate([lv.decision_token[lv.finished] for lv in lives]),
+                         np.concatenate([lv.tokens[lv.finished] for lv in lives]))
     if share is None or share <= 0.5:
         return []
     return [f"{policy.name}: the prefix rule {rule} covers {100 * share:.0f}% of the finished traces "

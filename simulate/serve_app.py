@@ -159,7 +159,7 @@ class Served:
         """Why this request could not prune, or was judged in-sample; also printed on stderr."""
         from dp.simulate.live_checks import in_sample_warning, measured_warnings
 
-        out = list(req.warnings) + measured_warnings(policy, live, rule)
+        out = list(req.warnings) + measured_warnings(policy, [live], rule)
         run = self.record_spec.run if self.record_spec is not None else "serve"
         seen = in_sample_warning(judge, run, [req.problem.question], "this request's question")
         if seen is not None:
