@@ -130,6 +130,8 @@ def _number(body: dict, key: str, default, kind=float, low=None, high=None, low_
     ok_type = isinstance(v, int) if kind is int else isinstance(v, (int, float))
     if isinstance(v, bool) or not ok_type:
         raise ServeError(400, f"'{key}' must be {'an integer' if kind is int else 'a number'}, got {v!r}", key)
+    if v != v:  # NaN compares false with every bound
+        raise ServeError(400, f"'{key}' must be a number, got NaN", key)
     if (low is not None and (v <= low if low_open else v < low)) or (high is not None and v > high):
         rng = f"{'(' if low_open else '['}{low}, {high if high is not None else 'inf'}]"
         raise ServeError(400, f"'{key}' must be in {rng}, got {v}", key)

@@ -60,6 +60,7 @@ def test_a_request_seed_fixes_the_trace_seeds_whatever_the_request_id():
     (body(seed=True), 400, "seed"),
     (body(tools=[]), 400, "tools"),
     (body(stream="yes"), 400, "stream"),
+    (body(temperature=float("nan")), 400, "temperature"),
     (body(messages=[{"role": "system", "content": "be brief"}]), 400, "messages"),
     (body(dp={"K": 12000, "K1": 12000}), 400, "dp.K"),
     (body(dp={"tau": "x"}), 400, "dp.tau"),
