@@ -18,7 +18,7 @@ from dp.simulate.live_checks import prune_warnings, setting_error
 from dp.simulate.live_run import LiveSettings, run_lives
 from dp.simulate.registry import make_policy
 from dp.types import Problem
-from tests.fake_engine import FakeEngine
+from tests.scripted_engine import FakeEngine
 
 QUESTIONS = ["What is 2 + 3?", "What is 1 + 4?"]
 

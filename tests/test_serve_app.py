@@ -22,7 +22,7 @@ from dp.simulate.registry import make_policy
 from dp.simulate.serve_app import Served, ServeSettings, create_app
 from dp.simulate.serve_record import RunSpec
 from dp.simulate.serve_request import ServerDefaults, live_policies
-from tests.fake_engine import FakeEngine
+from tests.scripted_engine import FakeEngine
 
 MODEL = "smollm2-135m"
 D = ServerDefaults(model=MODEL, n=8, max_tokens=64, judge="jaccard", truncate="tokens:8", params={"K2": 2}, seed=3)

@@ -1,4 +1,4 @@
-"""A stand-in for `dp.generate.stream.StreamEngine` for fast tests of the live runner and `dp serve`.
+"""A seeded stand-in for `dp.generate.stream.StreamEngine` for fast tests of the live runner and `dp serve`.
 
 It has the real SmolLM2 tokenizer (no model weights): each trace is a scripted
 reasoning text whose length and boxed answer follow from its seed, streamed a few
