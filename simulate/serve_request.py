@@ -251,7 +251,10 @@ class Vote:
 def vote(problem: Problem, texts: list[str], finished: np.ndarray, arrival: list[int],
          weights: np.ndarray | None) -> Vote:
     """The live runner's vote (finished traces, ties by arrival) and the trace to answer with:
-    the earliest-arrived finished trace of the winning class (or the earliest finished one)."""
+    the earliest-arrived finished trace of the winning class (or the earliest finished one).
+    `arrival` must hold every trace (`ProblemLive.order`: arrivals, then the never-started)."""
+    if sorted(arrival) != list(range(len(texts))):
+        raise ValueError(f"vote: arrival must order all {len(texts)} traces, got {len(arrival)}")
     answers = [extract_answer(t, problem.kind) if finished[i] else None for i, t in enumerate(texts)]
     classes = group_answers(answers, problem.kind)
     ranks = arrival_ranks(np.asarray(arrival, dtype=np.int64)[None, :])[0]

@@ -128,3 +128,9 @@ def test_weighted_vote_follows_the_policy_weights():
     texts = ["\\boxed{1}", "\\boxed{1}", "\\boxed{2}"]
     v = vote(p, texts, np.array([True, True, True]), [0, 1, 2], np.array([0.2, 0.2, 1.0]))
     assert v.answer == "2" and v.chosen == 2 and v.votes == {"1": 0.4, "2": 1}
+
+
+def test_vote_needs_the_full_order():
+    p = Problem("serve", "q", "?", None)
+    with pytest.raises(ValueError, match="must order all 3 traces"):
+        vote(p, ["\\boxed{1}"] * 3, np.array([True, True, True]), [0, 1], None)
