@@ -63,9 +63,9 @@ def test_every_live_policy_answers_is_recorded_and_replays_decision_for_decision
                              confidence=getattr(built, "needs_confidence", False))[0]
         rows = c.con.execute("SELECT idx, arrival, decision FROM live_traces WHERE run = 'serve-t' "
                              "ORDER BY idx").fetchall()
-    # the live runner's own full order (arrivals, then the never-started), as `dp live --compare` replays it
-    order = full_order([i for i, a, _ in sorted(rows, key=lambda r: r[1]) if a >= 0], len(rows))
-    plan = built.plan(ctx, np.array([order]), make_rng(D.seed, policy, ctx.problem_id))
+        # the live runner's own full order (arrivals, then the never-started), as `dp live --compare` replays it
+        order = full_order([i for i, a, _ in sorted(rows, key=lambda r: r[1]) if a >= 0], len(rows))
+        plan = built.plan(ctx, np.array([order]), make_rng(D.seed, policy, ctx.problem_id))
     assert plan.voters[0].tolist() == [d == "finish" for _, _, d in rows]
     assert dp["traces_finished"] == sum(d == "finish" for _, _, d in rows)
 
