@@ -8,15 +8,15 @@ import asyncio
 import pytest
 
 import dp.generate.stream as stream_module
-import dp.simulate.live_run as live_run
+import dp.simulate.live.run as live_run
 from dp.cache.store import Cache, RunInfo
 from dp.generate.sampling import SamplingSpec
 from dp.generate.stream import Stream
 from dp.judge.base import load_judge
 from dp.judge.insample import problem_digest
-from dp.simulate.live_checks import prune_warnings, setting_error
-from dp.simulate.live_run import LiveSettings, run_lives
-from dp.simulate.registry import make_policy
+from dp.simulate.live.checks import prune_warnings, setting_error
+from dp.simulate.live.run import LiveSettings, run_lives
+from dp.simulate.policies.registry import make_policy
 from dp.types import Problem
 from tests.scripted_engine import FakeEngine
 

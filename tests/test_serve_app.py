@@ -16,12 +16,12 @@ from dp.judge.base import load_judge
 from dp.judge.insample import problem_digest
 from dp.judge.truncation import TruncationRule
 from dp.seeds import rng as make_rng
-from dp.simulate.context import build_contexts
-from dp.simulate.live import full_order
-from dp.simulate.registry import make_policy
-from dp.simulate.serve_app import Served, ServeSettings, create_app
-from dp.simulate.serve_record import RunSpec
-from dp.simulate.serve_request import ServerDefaults, live_policies
+from dp.simulate.live.problem import full_order
+from dp.simulate.policies.registry import make_policy
+from dp.simulate.replay.context import build_contexts
+from dp.simulate.serve.app import Served, ServeSettings, create_app
+from dp.simulate.serve.record import RunSpec
+from dp.simulate.serve.request import ServerDefaults, live_policies
 from tests.scripted_engine import FakeEngine
 
 MODEL = "smollm2-135m"

@@ -36,7 +36,7 @@ def test_recording_into_a_run_that_is_not_a_serve_run_is_refused(real_cache, tmp
 
 
 def test_the_policy_help_names_every_servable_policy_and_every_setting_is_a_flag():
-    from dp.simulate.serve_request import live_policies
+    from dp.simulate.serve.request import live_policies
 
     r = invoke("serve", "--help")
     text = " ".join(r.output.split())
@@ -46,7 +46,7 @@ def test_the_policy_help_names_every_servable_policy_and_every_setting_is_a_flag
 
 
 def test_server_settings_reach_the_server_bounded_and_warned(monkeypatch):
-    import dp.simulate.serve_run as serve_run
+    import dp.simulate.serve.run as serve_run
 
     seen = {}
 

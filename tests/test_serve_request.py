@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dp.simulate.serve_request import ServeError, ServerDefaults, parse_request, trace_seeds, vote
+from dp.simulate.serve.request import ServeError, ServerDefaults, parse_request, trace_seeds, vote
 from dp.types import AnswerKind, Problem
 
 D = ServerDefaults(model="smollm2-135m", n=8, max_tokens=32, policy="deepprune", params={"tau": 0.5, "K2": 3},
@@ -94,8 +94,8 @@ def test_a_system_message_and_earlier_turns_are_accepted_the_question_is_the_las
 
 
 def test_every_policy_setting_can_be_given_per_request():
-    from dp.simulate.live_checks import knob_types
-    from dp.simulate.serve_request import POLICY_KNOBS
+    from dp.simulate.live.checks import knob_types
+    from dp.simulate.serve.request import POLICY_KNOBS
 
     assert POLICY_KNOBS == set(knob_types())
     r = parse_request(body(dp={"policy": "deepconf-low", "warmup": 4, "conf_window": 16}), D, "c", JUDGES)
