@@ -141,7 +141,10 @@ def test_raw_http_per_request_knobs_and_seeded_repeats(server):
     ({"messages": "hi"}, None, 400, "messages"),
     (ask("2 + 2?", n=0), None, 400, "n"),
     (ask("2 + 2?", logprobs=True), None, 400, "logprobs"),
-    (ask("2 + 2?", stream=True), None, 400, "stream"),
+    (ask("2 + 2?", stream="yes"), None, 400, "stream"),
+    (ask("2 + 2?", dp={"K": 12000, "K1": 12000}), None, 400, "dp.K"),
+    (ask("2 + 2?", dp={"tau": "high"}), None, 400, "dp.tau"),
+    (None, b"[" * 100_000 + b"]" * 100_000, 400, None),
     (ask("2 + 2?", dp={"policy": "unknown"}), None, 400, "dp.policy"),
     (ask("2 + 2?", dp={"judge": "unknown"}), None, 400, "dp.judge"),
     (ask("2 + 2?", model="gpt-4o"), None, 404, "model"),
@@ -152,6 +155,32 @@ def test_bad_requests_get_openai_errors(server, body, raw, status, param):
     assert r.status_code == status, r.text
     err = r.json()["error"]
     assert err["param"] == param and err["message"] and set(err) == {"message", "type", "param", "code"}
+
+
+@pytest.mark.parametrize("policy", ["cons", "random", "deepconf-low", "deepconf-high", "esc", "adaptive", "slimsc"])
+def test_every_live_policy_answers_through_the_server_and_is_recorded(server, policy):
+    """ESC, Adaptive and Slim-SC answered 500 (the vote took their partial arrival list) and were lost."""
+    r = post(server, ask("What is 3 + 4?", seed=20, dp={"policy": policy, "warmup": 2, "conf_window": 8,
+                                                        "window": 2, "wave": 2, "every": 8}))
+    assert r.status_code == 200, r.text
+    dp = r.json()["dp"]
+    assert dp["policy"] == policy and dp["recorded"] is True and dp["run"] == RUN
+    assert dp["traces_started"] == dp["traces_pruned"] + dp["traces_finished"] and 1 <= dp["traces_started"] <= 4
+    assert r.json()["usage"]["completion_tokens"] == dp["tokens_generated"] > 0
+
+
+def test_stream_and_a_system_message_with_the_official_client(server):
+    client = openai.OpenAI(base_url=server.base + "/v1", api_key="unused", max_retries=0)
+    chunks = list(client.chat.completions.create(
+        model=MODEL, seed=1, stream=True, extra_body={"dp": {"policy": "cons"}},
+        messages=[{"role": "system", "content": "You are a helpful assistant."},
+                  {"role": "user", "content": "What is 12 + 7?"}]))
+    last = chunks[-1].model_dump()
+    server.seen["200"] += 1
+    server.seen["tokens"] += last["usage"]["completion_tokens"]
+    assert chunks[0].choices[0].delta.role == "assistant" and last["choices"][0]["finish_reason"] in ("stop", "length")
+    assert last["dp"]["recorded"] is True and last["dp"]["traces_finished"] == 4
+    assert "".join(c.choices[0].delta.content or "" for c in chunks).strip()
 
 
 def test_openai_client_raises_the_errors(server):

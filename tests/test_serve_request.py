@@ -50,7 +50,6 @@ def test_a_request_seed_fixes_the_trace_seeds_whatever_the_request_id():
 @pytest.mark.parametrize("b, status, param", [
     ([1, 2], 400, None),
     ({"messages": []}, 400, "messages"),
-    (body(messages=[{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]), 400, "messages"),
     (body(messages=[{"role": "user", "content": "  "}]), 400, "messages"),
     (body(n=0), 400, "n"),
     (body(n=65), 400, "n"),
@@ -60,7 +59,11 @@ def test_a_request_seed_fixes_the_trace_seeds_whatever_the_request_id():
     (body(max_tokens="many"), 400, "max_tokens"),
     (body(seed=True), 400, "seed"),
     (body(tools=[]), 400, "tools"),
-    (body(stream=True), 400, "stream"),
+    (body(stream="yes"), 400, "stream"),
+    (body(temperature=float("nan")), 400, "temperature"),
+    (body(messages=[{"role": "system", "content": "be brief"}]), 400, "messages"),
+    (body(dp={"K": 12000, "K1": 12000}), 400, "dp.K"),
+    (body(dp={"tau": "x"}), 400, "dp.tau"),
     (body(dp={"policy": "nope"}), 400, "dp.policy"),
     (body(dp={"policy": "deepprune-oracle"}), 400, "dp.policy"),
     (body(dp={"policy": "deepprune-oracle"}), 400, "dp.policy"),
@@ -81,6 +84,24 @@ def test_bad_requests_are_openai_errors_with_the_right_status(b, status, param):
     err = e.value.body()["error"]
     assert set(err) == {"message", "type", "param", "code"} and err["message"] and "\n" not in err["message"]
     assert err["type"] == "invalid_request_error"
+
+
+def test_a_system_message_and_earlier_turns_are_accepted_the_question_is_the_last_user_message():
+    msgs = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "What is 1 + 1?"},
+            {"role": "assistant", "content": "2"}, {"role": "user", "content": "What is 2 + 3?"}]
+    r = parse_request(body(messages=msgs, stream=True), D, "c", JUDGES)
+    assert r.problem.question == "What is 2 + 3?" and r.stream
+
+
+def test_every_policy_setting_can_be_given_per_request():
+    from dp.simulate.live.checks import knob_types
+    from dp.simulate.serve.request import POLICY_KNOBS
+
+    assert POLICY_KNOBS == set(knob_types())
+    r = parse_request(body(dp={"policy": "deepconf-low", "warmup": 4, "conf_window": 16}), D, "c", JUDGES)
+    assert r.params["warmup"] == 4 and r.params["conf_window"] == 16
+    r = parse_request(body(n=4, dp={"policy": "esc", "window": 4}), D, "c", JUDGES)
+    assert r.params["window"] == 4 and any("window 4 >= N = 4" in w for w in r.warnings)
 
 
 def test_cons_needs_no_judge_so_any_judge_name_is_ignored():
@@ -107,3 +128,9 @@ def test_weighted_vote_follows_the_policy_weights():
     texts = ["\\boxed{1}", "\\boxed{1}", "\\boxed{2}"]
     v = vote(p, texts, np.array([True, True, True]), [0, 1, 2], np.array([0.2, 0.2, 1.0]))
     assert v.answer == "2" and v.chosen == 2 and v.votes == {"1": 0.4, "2": 1}
+
+
+def test_vote_needs_the_full_order():
+    p = Problem("serve", "q", "?", None)
+    with pytest.raises(ValueError, match="must order all 3 traces"):
+        vote(p, ["\\boxed{1}"] * 3, np.array([True, True, True]), [0, 1], None)

@@ -5,7 +5,17 @@ from __future__ import annotations
 import click
 
 from dp.cli.frontier import merge_settings, settings_option
-from dp.cli.options import run_name, seed_option, truncate_option, verbose_option
+from dp.cli.options import (
+    given_settings,
+    policy_settings_options,
+    run_name,
+    seed_option,
+    truncate_option,
+    verbose_option,
+)
+
+SERVABLE = ("deepprune, deepprune-conf, cons, random, deepconf-low, deepconf-high, esc, adaptive, slimsc "
+            "or short-m@k")
 
 
 @click.command("serve")
@@ -16,13 +26,10 @@ from dp.cli.options import run_name, seed_option, truncate_option, verbose_optio
               help="Tokens per trace at most (a request's `max_tokens` overrides it).")
 @click.option("--temperature", type=click.FloatRange(0, 2), default=0.7, show_default=True)
 @click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=0.95, show_default=True)
-@click.option("--policy", default="deepprune", show_default=True, help="A live policy: deepprune, deepprune-conf, cons, random, short-m@k, ... (see dp live).")
+@click.option("--policy", default="deepprune", show_default=True,
+              help=f"The default policy of a request (a request's dp.policy overrides it): {SERVABLE}.")
 @click.option("--judge", default="features", show_default=True, help="Judge name or trained judge directory.")
-@click.option("--tau", type=float, default=None, help="DeepPrune threshold (0.5).")
-@click.option("--K", "K", type=int, default=None)
-@click.option("--K1", "K1", type=int, default=None)
-@click.option("--K2", "K2", type=int, default=None)
-@click.option("--K3", "K3", type=int, default=None)
+@policy_settings_options
 @truncate_option
 @click.option("--mode", default="keep", show_default=True, type=click.Choice(["keep", "resume"]),
               help="keep: candidates decode until the clustering is done; resume: stop at the prefix, resume the kept.")
@@ -36,11 +43,15 @@ from dp.cli.options import run_name, seed_option, truncate_option, verbose_optio
               help="Name of the recorded run (default: serve-YYYYMMDD-HHMMSS, UTC).")
 @click.option("--drain-timeout", type=click.FloatRange(min=0), default=300, show_default=True,
               help="Seconds SIGTERM waits for requests in flight before cancelling them.")
+@click.option("--api-key", default=None, envvar="DP_API_KEY",
+              help="Require 'Authorization: Bearer KEY' on the /v1 routes (also DP_API_KEY); /health and "
+                   "/metrics stay open.")
 @settings_option
 @seed_option
 @verbose_option
-def serve_cmd(model, n, max_tokens, temperature, top_p, policy, judge, tau, K, K1, K2, K3, truncate, mode, host,
-              port, max_concurrent, record, record_run, drain_timeout, seed, settings_path=None):
+def serve_cmd(model, n, max_tokens, temperature, top_p, policy, judge, truncate, mode, host, port, max_concurrent,
+              record, record_run, drain_timeout, api_key, seed, settings_path=None,
+              **kwargs):
     """Serve POST /v1/chat/completions (OpenAI schema; `n` = parallel traces, policy knobs in the
     extra field "dp"), GET /v1/models, /health and /metrics on one vLLM engine. SIGTERM drains
     the requests in flight, shuts the engine down and exits 0."""
@@ -48,25 +59,37 @@ def serve_cmd(model, n, max_tokens, temperature, top_p, policy, judge, tau, K, K
 
     from dp.errors import DPError
     from dp.judge.truncation import TruncationRule
+    from dp.simulate.live.checks import prune_warnings, setting_error
     from dp.simulate.policies.registry import make_policy
-    from dp.simulate.serve.app import ServeSettings
+    from dp.simulate.serve.app import MAX_MODEL_LEN, ServeSettings
     from dp.simulate.serve.request import ServerDefaults, live_policies, live_policy
     from dp.simulate.serve.run import serve
 
-    params = {k: v for k, v in {"tau": tau, "K": K, "K1": K1, "K2": K2, "K3": K3}.items() if v is not None}
+    params = given_settings(kwargs)
     (policy,), params, judge, truncate = merge_settings(settings_path, (policy,), params, judge, truncate, "policy")
-    if not live_policy(make_policy(policy, **params)):
+    if api_key is not None and not api_key.strip():
+        raise DPError("--api-key (DP_API_KEY) must not be empty")
+    for k, v in params.items():
+        why = setting_error(k, v, ServerDefaults.max_n, MAX_MODEL_LEN)
+        if why is not None:
+            raise DPError(f"--{k.replace('_', '-')}: {why}")
+    built = make_policy(policy, **params)
+    if not live_policy(built):
         raise DPError(f"policy '{policy}' has no live form (served: {', '.join(live_policies())})")
-    truncate = str(TruncationRule.parse(truncate))
+    rule = TruncationRule.parse(truncate)
+    truncate = str(rule)
+    for w in prune_warnings(built, n, max_tokens, rule):
+        click.echo(f"warning: {w} (the server's defaults; a request may set others)", err=True)
     defaults = ServerDefaults(model=model, n=n, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
                               policy=policy, params=params, judge=judge, truncate=truncate, mode=mode, seed=seed)
     settings = ServeSettings(defaults=defaults, host=host, port=port, max_concurrent=max_concurrent, record=record,
                              record_run=record_run, drain_timeout=drain_timeout,
-                             verbose=bool(os.environ.get("DP_LOG")))
+                             verbose=bool(os.environ.get("DP_LOG")), api_key=api_key)
 
     def ready(run: str | None) -> None:
         click.echo(f"dp serve: {model} on http://{host}:{port}/v1 (policy {policy} {params or ''}, n {n}, "
                    f"truncate {truncate}, judge {judge}, mode {mode}, seed {seed}"
+                   + ("; API key required" if api_key else "")
                    + (f"; recording run '{run}' in {record}" if run else "") + ")")
 
     out = serve(settings, on_ready=ready)

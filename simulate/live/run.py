@@ -4,7 +4,8 @@ Reads a cached reference run (problems, sampling settings, per-trace seeds),
 starts the streaming engine, runs the policy live (see `dp.simulate.live`) with
 up to `max_in_flight` problems at once on the one engine, so that the batch
 stays full as pruning frees capacity (decisions per problem do not depend on the
-others), stores each problem's traces as soon as it is done (so a Ctrl-C or a
+others), warns on stderr (and under `warnings`) about settings that cannot prune
+and a judge trained on the run's questions (`dp.simulate.live.checks`), stores each problem's traces as soon as it is done (so a Ctrl-C or a
 failing judge keeps what was generated), and with `compare` times a full
 generation of the same traces (same window of problems in flight) and replays
 the simulator in each problem's live order. The engine is shut down on every
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sys
 import time
 from dataclasses import dataclass
 
@@ -36,6 +38,7 @@ from dp.cache.store import Cache, RunInfo
 from dp.errors import DPError
 from dp.judge.base import load_judge
 from dp.judge.truncation import TruncationRule
+from dp.simulate.live.checks import in_sample_warning, measured_warnings, prune_warnings
 from dp.simulate.live.problem import ProblemLive, compare, driver_for, graded_accuracy, run_problem
 from dp.simulate.policies.basic import Consensus
 from dp.simulate.policies.registry import make_policy
@@ -92,6 +95,8 @@ class _Job:
     lives: list
     done_wall: float
     live_seconds: float = 0.0
+    warnings: list = dataclasses.field(default_factory=list)
+    judge_in_sample: bool = False
 
 
 def run_live(cache: Cache, s: LiveSettings, progress: bool = True) -> dict:
@@ -128,7 +133,13 @@ def run_lives(cache: Cache, settings: list[LiveSettings], progress: bool = True)
         lives = [_read_problem(cache, s.live_run, pt.problem.problem_id, done[pt.problem.problem_id])
                  for pt in problems if done and pt.problem.problem_id in done]
         wall = cache.run_info(s.live_run)["settings"].get("live_wall", 0.0) if done else 0.0
-        jobs.append(_Job(s, policy, judge, done, lives, wall))
+        job = _Job(s, policy, judge, done, lives, wall)
+        job.warnings = prune_warnings(policy, int(ref["n"]), spec.max_tokens, s.rule)
+        seen = in_sample_warning(judge, s.reference_run, [pt.problem.question for pt in problems])
+        job.judge_in_sample = seen is not None
+        job.warnings += [f"{s.policy}: {seen}"] if seen else []
+        _warn(job.warnings)
+        jobs.append(job)
     timing = {"full_seconds": 0.0, "full_tokens": 0}
     engine_settings: dict = {}
 
@@ -204,10 +215,17 @@ def run_lives(cache: Cache, settings: list[LiveSettings], progress: bool = True)
     return [_finish(cache, job, ref, problems, engine_settings, timing) for job in jobs]
 
 
+def _warn(warnings: list[str]) -> None:
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr, flush=True)
+
+
 def _finish(cache: Cache, job: _Job, ref: dict, problems: list, engine_settings: dict, timing: dict) -> dict:
     """The output of one policy's live run, stored on the run (complete)."""
     s, lives, policy = job.s, job.lives, job.policy
     rule = s.rule
+    measured = measured_warnings(policy, lives, rule)
+    _warn(measured)
     out = {
         "live_run": s.live_run, "reference_run": s.reference_run, "policy": s.policy, "mode": s.mode,
         "accounting": "concurrent" if s.mode == "keep" else "paper", "problems": len(lives), "n": int(ref["n"]),
@@ -221,6 +239,7 @@ def _finish(cache: Cache, job: _Job, ref: dict, problems: list, engine_settings:
         "judge_pairs": int(sum(lv.judge_pairs for lv in lives)),
         "reference_tokens": int(sum(int(p.lengths.sum()) for p in problems)),
         "seed": s.seed, "truncate": str(rule), "params": dict(getattr(policy, "params_dict", {})),
+        "judge_in_sample": job.judge_in_sample, "warnings": job.warnings + measured,
     }
     if s.compare:
         sim_policy = equip(make_policy(s.policy, **s.params, accounting=out["accounting"]))

@@ -6,7 +6,7 @@ requests; each chat-completion request runs the live runner
 so the traces of concurrent requests are batched together by the engine. The
 policy objects are the simulator's (`dp.simulate.policies.registry`), the vote is the
 live runner's. Routes: `POST /v1/chat/completions`, `GET /v1/models`,
-`GET /health`, `GET /metrics`. Errors are answered in the OpenAI error shape
+`GET /health`, `GET /metrics`; `stream: true` and `--api-key` are `serve_openai`'s. Errors are answered in the OpenAI error shape
 (`dp.simulate.serve.request.ServeError`); a failing request never ends the
 server. Starting the engine and uvicorn, draining and shutting down are
 `serve_run`'s; request parsing lives in `serve_request`, metrics in
@@ -23,11 +23,12 @@ from dataclasses import dataclass
 
 import numpy as np
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
 
 from dp.errors import DPError
 from dp.simulate.serve.metrics import Metrics
+from dp.simulate.serve.openai_compat import authorized, events, unauthorized
 from dp.simulate.serve.request import (
     ServeError,
     ServerDefaults,
@@ -52,6 +53,7 @@ class ServeSettings:
     record_wait: float = 10.0  # seconds a response waits for its record; then it goes out, the record stays queued
     drain_timeout: float = 300.0
     verbose: bool = False
+    api_key: str | None = None  # /v1 routes need `Authorization: Bearer KEY`
 
 
 def _engine_failure(exc: BaseException) -> bool:
@@ -136,7 +138,8 @@ class Served:
                 raise ServeError(503, f"engine failure: {msg}", code="engine_failure") from None
             raise ServeError(500, f"{type(e).__name__}: {msg}") from None
         texts = [r.text for r in live.records]
-        v = vote(req.problem, texts, live.finished, live.arrival, live.weights)
+        # the full order (arrivals, then the never-started): ESC, Adaptive and Slim-SC arrive only in part
+        v = vote(req.problem, texts, live.finished, [int(t) for t in live.order], live.weights)
         tokens, finished = live.tokens, live.finished
         started = np.ones(len(texts), dtype=bool) if live.started is None else live.started
         mean_kept = float(tokens[finished].mean()) if finished.any() else 0.0
@@ -149,7 +152,7 @@ class Served:
             "judge_pairs": int(live.judge_pairs), "judge_seconds": round(float(live.judge_seconds), 6),
             "seconds": round(float(live.seconds), 6), "tokens_generated": int(tokens.sum()),
             "tokens_saved_estimate": int(round(saved)), "trace_seeds": list(req.seeds),
-            "run": None, "recorded": False,
+            "run": None, "recorded": False, "warnings": self.warnings(req, policy, judge, live, rule),
         }
         if self.record_spec is not None:
             await self._record(req, live, info)
@@ -157,6 +160,19 @@ class Served:
         finish = "length" if chosen is None or chosen.finish_reason.value == "length" else "stop"
         return completion(req, self.defaults.model, chosen.text if chosen else "", finish, prompt_tokens,
                           int(tokens.sum()), info)
+
+    def warnings(self, req: ServeRequest, policy, judge, live, rule) -> list[str]:
+        """Why this request could not prune, or was judged in-sample; also printed on stderr."""
+        from dp.simulate.live.checks import in_sample_warning, measured_warnings
+
+        out = list(req.warnings) + measured_warnings(policy, [live], rule)
+        run = self.record_spec.run if self.record_spec is not None else "serve"
+        seen = in_sample_warning(judge, run, [req.problem.question], "this request's question")
+        if seen is not None:
+            out.append(seen)
+        for w in out:
+            print(f"warning: request {req.request_id}: {w}", file=sys.stderr, flush=True)
+        return out
 
     async def _record(self, req: ServeRequest, live, info: dict) -> None:
         provenance = {"problem": req.problem, "request_id": req.request_id, "created": req.created,
@@ -197,6 +213,12 @@ def create_app(served: Served) -> FastAPI:
         return JSONResponse(ServeError(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}").body(),
                             status_code=exc.status_code)
 
+    @app.middleware("http")
+    async def _auth(request: Request, call_next):
+        if not authorized(request.url.path, request.headers.get("authorization"), served.settings.api_key):
+            return error(unauthorized())
+        return await call_next(request)
+
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
         t0 = time.perf_counter()
@@ -205,10 +227,16 @@ def create_app(served: Served) -> FastAPI:
                 body = json.loads(await request.body())
             except (ValueError, UnicodeDecodeError):
                 raise ServeError(400, "the request body is not valid JSON") from None
+            except RecursionError:
+                raise ServeError(400, "the request body is nested too deeply") from None
             req = parse_request(body, served.defaults, known_judges=served.known_judges)
             served.admit()
             task = asyncio.ensure_future(served.answer(req))
             task.add_done_callback(served.release)
+            if req.stream:
+                return StreamingResponse(
+                    events(req, served.defaults.model, task, lambda out: answered(out, t0), error),
+                    media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
             out = await asyncio.shield(task)  # a client that hangs up does not stop its traces half-way
         except ServeError as e:
             return error(e)
@@ -216,9 +244,12 @@ def create_app(served: Served) -> FastAPI:
             msg = f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
             print(f"warning: request failed: {msg}", file=sys.stderr, flush=True)
             return error(ServeError(500, msg))
+        answered(out, t0)
+        return JSONResponse(out)
+
+    def answered(out: dict, t0: float) -> None:
         served.answered += 1
         served.metrics.answered(out["dp"], time.perf_counter() - t0)
-        return JSONResponse(out)
 
     @app.get("/v1/models")
     async def models():

@@ -24,12 +24,15 @@ import numpy as np
 from dp.answers import extract_answer, group_answers
 from dp.errors import DPError
 from dp.seeds import derive
+from dp.simulate.live.checks import knob_types
 from dp.types import AnswerKind, Problem
 from dp.votes import arrival_ranks, majority
 
 TOP_LEVEL = {"model", "messages", "temperature", "top_p", "max_tokens", "max_completion_tokens", "seed",
-             "n", "stream", "dp", "user"}
-POLICY_KNOBS = {"tau", "K", "K1", "K2", "K3", "final", "when_full", "keep"}
+             "n", "stream", "stream_options", "dp", "user"}
+# every policy setting: DeepPrune, random, DeepConf, ESC, Adaptive, Slim-SC, short-m@k, ...
+POLICY_KNOBS = frozenset(knob_types())
+ROLES = ("system", "developer", "user", "assistant", "tool")
 DP_KEYS = {"policy", "judge", "truncate", "mode", "kind", *POLICY_KNOBS}
 NO_JUDGE_LIVE = {"oracle"}  # judges that read final answers: no live form
 
@@ -43,7 +46,7 @@ class ServeError(Exception):
 
     @property
     def kind(self) -> str:
-        return {400: "invalid_request_error", 404: "invalid_request_error", 429: "rate_limit_exceeded",
+        return {400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error", 429: "rate_limit_exceeded",
                 503: "service_unavailable"}.get(self.status, "server_error")
 
     def body(self) -> dict:
@@ -84,6 +87,8 @@ class ServeRequest:
     mode: str
     seed: int  # the request seed (given, or derived from the server seed and the request id)
     seed_given: bool
+    stream: bool = False  # answer as server-sent events (chat.completion.chunk)
+    warnings: tuple[str, ...] = ()  # settings under which the policy cannot prune (`live_checks.prune_warnings`)
 
 
 def new_request_id() -> str:
@@ -99,13 +104,16 @@ def trace_seeds(seed: int, n: int) -> tuple[int, ...]:
 
 
 def _question(messages) -> str:
+    """The question: the last user message. System messages and earlier turns are accepted and not
+    used (the question is asked with dp's one-shot boxed-answer prompt)."""
     if not isinstance(messages, list) or not messages:
         raise ServeError(400, "'messages' must be a non-empty list of {role, content} objects", "messages")
-    if len(messages) != 1 or not isinstance(messages[0], dict) or messages[0].get("role") != "user":
-        raise ServeError(400, "dp serve answers one question: 'messages' must be exactly one message with role "
-                              "'user' (it is asked with dp's one-shot boxed-answer prompt; system messages and "
-                              "earlier turns are not supported)", "messages")
-    content = messages[0].get("content")
+    if not all(isinstance(m, dict) and m.get("role") in ROLES for m in messages):
+        raise ServeError(400, f"every message needs a 'role' among {', '.join(ROLES)}", "messages")
+    users = [m for m in messages if m["role"] == "user"]
+    if not users:
+        raise ServeError(400, "dp serve answers a question: 'messages' needs a message with role 'user'", "messages")
+    content = users[-1].get("content")
     if isinstance(content, list):  # content parts: text only
         if not all(isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
                    for p in content):
@@ -123,6 +131,8 @@ def _number(body: dict, key: str, default, kind=float, low=None, high=None, low_
     ok_type = isinstance(v, int) if kind is int else isinstance(v, (int, float))
     if isinstance(v, bool) or not ok_type:
         raise ServeError(400, f"'{key}' must be {'an integer' if kind is int else 'a number'}, got {v!r}", key)
+    if v != v:  # NaN compares false with every bound
+        raise ServeError(400, f"'{key}' must be a number, got NaN", key)
     if (low is not None and (v <= low if low_open else v < low)) or (high is not None and v > high):
         rng = f"{'(' if low_open else '['}{low}, {high if high is not None else 'inf'}]"
         raise ServeError(400, f"'{key}' must be in {rng}, got {v}", key)
@@ -134,7 +144,9 @@ def parse_request(body, defaults: ServerDefaults, request_id: str | None = None,
     """A `ServeRequest` from a decoded JSON body, or a ServeError (400 / 404) naming the field."""
     from dp.generate.sampling import SamplingSpec
     from dp.judge.truncation import TruncationRule
+    from dp.simulate.live.checks import prune_warnings, setting_error
     from dp.simulate.policies.registry import POLICIES, make_policy
+    from dp.simulate.serve.app import MAX_MODEL_LEN
 
     if not isinstance(body, dict):
         raise ServeError(400, "the request body must be a JSON object")
@@ -142,9 +154,9 @@ def parse_request(body, defaults: ServerDefaults, request_id: str | None = None,
     if unknown:
         raise ServeError(400, f"unsupported field '{unknown[0]}' (supported: {', '.join(sorted(TOP_LEVEL))})",
                          unknown[0])
-    if body.get("stream"):
-        raise ServeError(400, "stream: true is not supported by dp serve; the answer is known only once the "
-                              "traces have voted", "stream")
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise ServeError(400, f"'stream' must be true or false, got {stream!r}", "stream")
     if "model" in body and body["model"] != defaults.model:
         raise ServeError(404, f"model '{body['model']}' is not served here (this server: '{defaults.model}')",
                          "model", "model_not_found")
@@ -163,6 +175,10 @@ def parse_request(body, defaults: ServerDefaults, request_id: str | None = None,
     policy = extra.get("policy", defaults.policy)
     if not isinstance(policy, str) or policy not in POLICIES:
         raise ServeError(400, f"unknown policy {policy!r}; known: {', '.join(sorted(POLICIES))}", "dp.policy")
+    for k in sorted(set(extra) & POLICY_KNOBS):
+        why = setting_error(k, extra[k], defaults.max_n, MAX_MODEL_LEN)
+        if why is not None:
+            raise ServeError(400, f"bad policy setting: {why}", f"dp.{k}")
     params = {**defaults.params, **{k: v for k, v in extra.items() if k in POLICY_KNOBS}}
     mode = extra.get("mode", defaults.mode)
     if mode not in ("keep", "resume"):
@@ -185,7 +201,7 @@ def parse_request(body, defaults: ServerDefaults, request_id: str | None = None,
         raise ServeError(400, str(e), "dp.truncate") from None
     try:
         kind = AnswerKind(extra.get("kind", AnswerKind.EXPRESSION.value))
-    except ValueError:
+    except (ValueError, TypeError):
         raise ServeError(400, f"unknown answer kind {extra.get('kind')!r}; known: "
                               f"{', '.join(k.value for k in AnswerKind if k != AnswerKind.CHOICE)}", "dp.kind") from None
     if kind == AnswerKind.CHOICE:
@@ -199,11 +215,12 @@ def parse_request(body, defaults: ServerDefaults, request_id: str | None = None,
         spec = SamplingSpec(n=n, max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=int(seed))
     except DPError as e:
         raise ServeError(400, str(e)) from None
+    warnings = tuple(prune_warnings(built, n, max_tokens, TruncationRule.parse(truncate)))
     problem = Problem(dataset="serve", problem_id=request_id, question=question, gold=None, kind=kind)
     return ServeRequest(request_id=request_id, created=int(time.time()), problem=problem, spec=spec,
                         seeds=trace_seeds(seed, n), policy=policy, params=dict(built.params_dict),
                         judge=judge if built.needs_judge else None, truncate=truncate, mode=mode, seed=int(seed),
-                        seed_given=seed_given)
+                        seed_given=seed_given, stream=bool(stream), warnings=warnings)
 
 
 def live_policy(policy) -> bool:
@@ -235,7 +252,10 @@ class Vote:
 def vote(problem: Problem, texts: list[str], finished: np.ndarray, arrival: list[int],
          weights: np.ndarray | None) -> Vote:
     """The live runner's vote (finished traces, ties by arrival) and the trace to answer with:
-    the earliest-arrived finished trace of the winning class (or the earliest finished one)."""
+    the earliest-arrived finished trace of the winning class (or the earliest finished one).
+    `arrival` must hold every trace (`ProblemLive.order`: arrivals, then the never-started)."""
+    if sorted(arrival) != list(range(len(texts))):
+        raise ValueError(f"vote: arrival must order all {len(texts)} traces, got {len(arrival)}")
     answers = [extract_answer(t, problem.kind) if finished[i] else None for i, t in enumerate(texts)]
     classes = group_answers(answers, problem.kind)
     ranks = arrival_ranks(np.asarray(arrival, dtype=np.int64)[None, :])[0]
