@@ -22,7 +22,8 @@ $(VENV)/.installed: pyproject.toml
 
 demo: setup
 	$(DP) generate --cache $(CACHE)
-	$(DP) simulate --cache $(CACHE) --tau 0.5 --truncate tokens:8 --orders 50 --policy deepprune --policy deepprune-oracle --policy cons --policy esc --policy adaptive --policy random --policy deepconf-high
+	$(DP) tune --cache $(CACHE) --run default --truncate tokens:8 --orders 20 --tolerance 0.01 --out out/tuned_default.json
+	$(DP) frontier --cache $(CACHE) --run default --truncate tokens:8 --orders 20 --out out/frontier_default
 
 # import-linter reads the layering contracts in pyproject.toml. The package's folders sit side by side
 # at the repository root (pyproject's package-dir), so it reads a tree of links laid out as `dp/`.
