@@ -136,6 +136,7 @@ class ReplayAsyncLLM:
         self._work = asyncio.Event()
         self._task: asyncio.Task | None = None
         self.steps = self.tokens = 0
+        self.busy_s = 0.0  # CPU seconds spent making outputs (the stand-in's own cost, not dp's)
 
     async def generate(self, prompt, params, request_id: str) -> AsyncIterator:
         from vllm.v1.engine.output_processor import RequestOutputCollector
@@ -199,7 +200,7 @@ class ReplayAsyncLLM:
                 await self._work.wait()
                 due = time.perf_counter()
                 continue
-            emitted = 0
+            emitted, c0 = 0, time.process_time()
             for rid, tr in list(self.running.items()):
                 a = tr.pos
                 tr.pos += 1
@@ -211,6 +212,7 @@ class ReplayAsyncLLM:
                     if tr.finish is None:
                         self.held[rid] = tr
             self._admit()
+            self.busy_s += time.process_time() - c0
             self.steps += 1
             self.tokens += emitted
             if self.rate is None:
