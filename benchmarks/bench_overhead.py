@@ -119,6 +119,9 @@ def case_live(path: str, name: str, seed: int, check: bool) -> dict:
 
         async def main():
             engine = replay_stream_engine(cache, RUN)
+            import vllm.inputs  # noqa: F401 - imports outside the timed part
+            import vllm.v1.engine.output_processor  # noqa: F401
+
             lives = []
             c0, w0 = time.process_time(), time.perf_counter()
             for pt in todo:
@@ -169,6 +172,7 @@ def case_serve(path: str, requests: int, n: int) -> dict:
 
     with Cache(path) as c:
         questions = [p.problem.question for p in c.load_run(RUN)]
+        model = c.run_info(RUN)["model"]
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -193,12 +197,13 @@ def case_serve(path: str, requests: int, n: int) -> dict:
             return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
         def ask(i: int):
-            body = {"model": "x", "messages": [{"role": "user", "content": questions[i % len(questions)]}], "n": n,
+            body = {"model": model, "messages": [{"role": "user", "content": questions[i % len(questions)]}], "n": n,
                     "seed": i}
             t0 = time.perf_counter()
             r = httpx.post(base + "/v1/chat/completions", json=body, timeout=600)
-            return r.status_code, time.perf_counter() - t0, (r.json()["usage"]["completion_tokens"]
-                                                            if r.status_code == 200 else 0)
+            ok = r.status_code == 200
+            return r.status_code, time.perf_counter() - t0, r.json()["usage"]["completion_tokens"] if ok else 0, \
+                None if ok else r.text[:300]
 
         c0, w0 = cpu(), time.perf_counter()
         with ThreadPoolExecutor(requests) as ex:
@@ -214,7 +219,8 @@ def case_serve(path: str, requests: int, n: int) -> dict:
     return {"requests": requests, "n": n, "answered": sum(g[0] == 200 for g in got), "tokens": tokens,
             "wall_s": wall, "server_cpu_s": used, "us_per_token_with_standin": 1e6 * used / max(tokens, 1),
             "latency_p50_s": float(np.percentile(lat, 50)), "latency_p99_s": float(np.percentile(lat, 99)),
-            "server_cpu_per_request_ms": 1e3 * used / requests}
+            "server_cpu_per_request_ms": 1e3 * used / requests,
+            "first_error": next((g[3] for g in got if g[3]), None)}
 
 
 def child(args) -> None:

@@ -22,6 +22,8 @@ from dp.generate.watchdog import guard_engines
 from dp.quiet import is_quiet
 from dp.types import FinishReason, TraceRecord
 
+FEW = 4  # deltas of at most this many tokens are read with list slices (numpy costs more below)
+
 
 @dataclass
 class Stream:
@@ -86,7 +88,14 @@ class StreamEngine(_Base):
                                               stream.request_id):
             o = out.outputs[0]
             ids = list(o.token_ids)
-            if ids:
+            if len(ids) <= FEW and len(o.logprobs.logprobs) == len(ids) * k1:  # the usual delta: list slices
+                lps, tids = o.logprobs.logprobs, o.logprobs.token_ids
+                for a in range(0, len(lps), k1):
+                    stream.sampled.append(lps[a])
+                    stream.topk_ids.append(tids[a + 1: a + k1])
+                    stream.topk_lp.append(lps[a + 1: a + k1])
+                stream.ids += ids
+            elif ids:
                 lp, tid = _positions(o.logprobs, len(ids), k1)
                 stream.ids += ids
                 stream.sampled += lp[:, 0].tolist()
