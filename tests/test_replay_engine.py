@@ -95,9 +95,29 @@ def test_replay_streams_the_cached_traces_through_vllm_outputs_merged_deltas_inc
     for t, s in enumerate(streams):
         assert s.ids == want["token_id"][t].tolist()
         assert s.finish == FinishReason.STOP
-        assert np.array_equal(np.asarray(s.sampled, np.float32), want["logprob"][t])
-        conf = stored_float(token_confidence(np.asarray(s.topk_lp, np.float32), K))
-        assert np.array_equal(conf, want["confidence"][t])
+        assert np.array_equal(s.logprobs(), want["logprob"][t])
+        assert np.array_equal(stored_float(s.confidence()), want["confidence"][t])
+
+
+def test_stream_confidence_folded_in_chunks_equals_token_confidence_of_the_whole_trace():
+    """Stream keeps confidences, not top-k rows (memory): folded a chunk at a time, they are exactly
+    token_confidence of the whole (n, k) array, from any start position."""
+    from dp.generate import stream as st
+
+    rng = np.random.default_rng(7)
+    rows = -rng.exponential(1.0, (3 * st.COMPACT + 17, K)).astype(np.float32)
+    rows[5, 2] = -np.inf
+    s = st.Stream("x", k=K)
+    for a in range(0, len(rows), 3):
+        s.topk_lp += rows[a: a + 3].tolist()
+        s.sampled += rows[a: a + 3, 0].tolist()
+        s.ids += [1] * len(rows[a: a + 3])
+        if len(s.topk_lp) >= st.COMPACT:
+            s.compact()
+    want = token_confidence(rows, K)
+    for start in (0, 1, st.COMPACT - 1, st.COMPACT, 2 * st.COMPACT + 5, len(rows) - 2, len(rows)):
+        assert np.array_equal(s.confidence(start), want[start:]), start
+    assert np.array_equal(s.logprobs(), rows[:, 0])
 
 
 def test_replay_abort_ends_with_abort_and_no_more_tokens(replay_cache):
@@ -270,3 +290,24 @@ def test_serve_on_the_replay_engine_answers_concurrent_requests(tmp_path, replay
         proc.p.send_signal(signal.SIGTERM)
         proc.p.wait(60)
     assert proc.p.returncode == 0, proc.text[-2000:]
+
+
+def test_deepconf_monitor_fed_token_by_token_is_linear_and_equal():
+    """A 32 K-token trace is fed one token a delta: the cumulative sums grow by doubling (a few
+    reallocations, not one copy of the whole trace per token) and the stop equals a one-shot feed."""
+    from dp.simulate.deepconf import Monitor
+
+    rng = np.random.default_rng(3)
+    conf = rng.normal(12, 2, 32768)
+    conf[30000:] -= 8
+    one = Monitor(9.0, 2048)
+    one.feed(conf)
+    m, buffers, last = Monitor(9.0, 2048), 0, None
+    for i in range(conf.size):
+        m.feed(conf[i: i + 1])
+        if m._cs is not last:
+            buffers, last = buffers + 1, m._cs
+        if m.stop_at is not None:
+            break
+    assert m.stop_at == one.stop_at is not None
+    assert buffers <= 12
