@@ -245,12 +245,13 @@ def run_case(case: str, cache: Path, n: int, length: int, count: int, seed: int,
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", choices=sorted(SIZES), default="small")
+    ap.add_argument("--size", default="small", help=f"{', '.join(SIZES)}, or NxL[xP] (e.g. 512x32768)")
     ap.add_argument("--out", default="out/overhead")
     ap.add_argument("--json", default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--check", action="store_true", help="also replay dp simulate and count equal decisions")
     ap.add_argument("--policies", default=",".join(POLICIES))
+    ap.add_argument("--no-serve", action="store_true")
     ap.add_argument("--case", help=argparse.SUPPRESS)
     ap.add_argument("--cache", help=argparse.SUPPRESS)
     ap.add_argument("--n", type=int, help=argparse.SUPPRESS)
@@ -264,12 +265,20 @@ def main() -> None:
     rows = []
     print(f"# bench_overhead --size {args.size} on {platform.node()} ({os.cpu_count()} cores, {platform.processor()})")
     print(f"{'N':>4} {'L':>6} {'path':<22} {'us/token':>9} {'tok/s 1 core':>13} {'peak GiB':>8}  notes")
-    for n, length, count in SIZES[args.size]:
+    if args.size in SIZES:
+        sizes = SIZES[args.size]
+    else:
+        try:
+            parts = [int(x) for x in args.size.split("x")]
+            sizes = [(parts[0], parts[1], parts[2] if len(parts) > 2 else 1)]
+        except (ValueError, IndexError):
+            raise SystemExit(f"error: --size must be one of {', '.join(SIZES)} or NxL[xP], got {args.size!r}") from None
+    for n, length, count in sizes:
         cache = out / f"ov-{n}x{length}.duckdb"
         for p in (cache, Path(str(cache) + ".wal")):
             p.unlink(missing_ok=True)
         cases = ["generate"] + [f"live:{p}" for p in args.policies.split(",") if p]
-        if (n, length) == (64, 128):
+        if (n, length) == (64, 128) and not args.no_serve:
             cases.append("serve")
         for case in cases:
             r = run_case(case, cache, n, length, count, args.seed, args.check)

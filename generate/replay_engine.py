@@ -51,9 +51,9 @@ class _Trace:
     """One request being replayed: the cached arrays and where it stands."""
 
     request_id: str
-    ids: np.ndarray  # (n,) int64 token ids
-    lp: np.ndarray  # (n,) float64 sampled log-probs
-    conf: np.ndarray  # (n,) float64 confidences (NaN unknown)
+    ids: np.ndarray  # (n,) token ids, as the cache gives them
+    lp: np.ndarray  # (n,) float32 sampled log-probs
+    conf: np.ndarray  # (n,) float32 confidences (NaN unknown)
     pos: int  # next position to emit
     end: int  # emit up to here
     finish: str | None  # finish reason at `end`; None = wait for the abort
@@ -149,8 +149,7 @@ class ReplayAsyncLLM:
         if params.max_tokens is not None and start + params.max_tokens < end:
             end, finish = start + params.max_tokens, "length"
         q = RequestOutputCollector(params.output_kind, request_id)
-        tr = _Trace(request_id, ids.astype(np.int64), lp.astype(np.float64), conf.astype(np.float64), start, end,
-                    finish, q, int(params.logprobs or 0))
+        tr = _Trace(request_id, ids, lp, conf, start, end, finish, q, int(params.logprobs or 0))  # no copies
         (self.running if self.max_num_seqs is None or len(self.running) < self.max_num_seqs
          else self.waiting)[request_id] = tr
         self._ensure_task()
@@ -226,7 +225,7 @@ class ReplayAsyncLLM:
         from vllm.logprobs import FlatLogprobs
         from vllm.outputs import CompletionOutput, RequestOutput
 
-        ids = tr.ids[a:b]
+        ids = tr.ids[a:b].astype(np.int64)
         flat = None
         if tr.k:
             k1, m = tr.k + 1, b - a
