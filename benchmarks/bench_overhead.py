@@ -205,6 +205,7 @@ def case_serve(path: str, requests: int, n: int) -> dict:
             return r.status_code, time.perf_counter() - t0, r.json()["usage"]["completion_tokens"] if ok else 0, \
                 None if ok else r.text[:300]
 
+        ask(requests)  # warm-up: the first request imports vLLM's output classes
         c0, w0 = cpu(), time.perf_counter()
         with ThreadPoolExecutor(requests) as ex:
             got = list(ex.map(ask, range(requests)))
