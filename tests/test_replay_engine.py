@@ -19,7 +19,7 @@ from tests.conftest import invoke
 K = 5
 
 
-def _write_run(path, n=6, seed=1, finish="stop") -> None:
+def _write_run(path, n=6, seed=1, finish="stop", source="generate") -> None:
     """Run 'g': 2 problems x n traces of real text (varied answers), source generate, K top log-probs."""
     from dp.generate.records import TokenText, build_record
     from dp.generate.sampling import SamplingSpec
@@ -32,7 +32,8 @@ def _write_run(path, n=6, seed=1, finish="stop") -> None:
     problems = [Problem("arith", f"p{j}", f"What is {j} + 4?", str(j + 4), AnswerKind.EXPRESSION) for j in range(2)]
     with Cache(path, write=True) as c:
         c.create_run(RunInfo(run="g", model="smollm2-135m", engine="test", tokenizer="smollm2-135m",
-                             source="generate", dataset="arith", n=n, seed=seed, sampling=spec.to_dict()))
+                             source=source, dataset="arith", n=n, seed=seed,
+                             sampling=spec.to_dict() if source == "generate" else {}))
         c.add_problems("g", problems)
         recs = []
         for p in problems:
@@ -43,7 +44,8 @@ def _write_run(path, n=6, seed=1, finish="stop") -> None:
                 m = ids.size
                 top = -np.sort(rng.exponential(1.0, (m, K)), axis=1)  # descending log-probs
                 recs.append(build_record(
-                    problem_id=p.problem_id, index=i, seed=trace_seed(seed, p.problem_id, i), token_ids=ids,
+                    problem_id=p.problem_id, index=i, token_ids=ids,
+                    seed=trace_seed(seed, p.problem_id, i) if source == "generate" else None,
                     sampled_logprobs=top[:, 0].astype(np.float32), topk_ids=rng.integers(0, 49152, (m, K)),
                     topk_logprobs=top.astype(np.float32), finish_reason=FinishReason(finish), k=K, store_topk=False,
                     token_text=tt))
@@ -181,6 +183,25 @@ def test_live_on_the_replay_engine_decides_as_simulate(tmp_path, replay_cache, p
         for p in c.load_run(out["live_run"]):
             for i, a in zip(p.index, c.token_arrays(p.trace_ids)):
                 assert a.tolist() == ref[p.problem.problem_id, int(i)][: a.size]
+
+
+def test_live_replay_of_an_imported_run_without_seeds_or_settings(tmp_path):
+    """An imported run (no seeds, no sampling settings) is replayed too: each trace is named by a seed
+    derived from its index, and the live decisions equal the simulator's."""
+    path = tmp_path / "imp.duckdb"
+    _write_run(path, source="import")
+    r = invoke("live", "--cache", path, "--run", "g", "--engine", "replay", "--policy", "deepprune", "--judge",
+               "jaccard", "--truncate", "tokens:6", "--K2", "2", "--compare", "--json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["decisions_matched"] == out["decisions_total"] == 12
+
+
+def test_live_on_vllm_refuses_an_imported_run_and_names_the_replay_engine(tmp_path):
+    path = tmp_path / "imp.duckdb"
+    _write_run(path, source="import")
+    r = invoke("live", "--cache", path, "--run", "g", "--policy", "esc")
+    assert r.exit_code != 0 and "--engine replay" in r.output and "Traceback" not in r.output
 
 
 def test_replay_rate_needs_the_replay_engine(replay_cache):
