@@ -332,3 +332,21 @@ def test_deepconf_monitor_fed_token_by_token_is_linear_and_equal():
             break
     assert m.stop_at == one.stop_at is not None
     assert buffers <= 12
+
+
+def test_deepconf_monitor_scalar_path_equals_the_array_path():
+    """One token a delta (scalars) and whole chunks (numpy) give the same sums and the same stop."""
+    from dp.simulate.deepconf import Monitor
+
+    rng = np.random.default_rng(11)
+    for trial in range(20):
+        conf = rng.normal(10, 3, 600).astype(np.float32)
+        thr, w = float(rng.uniform(6, 9)), int(rng.integers(1, 64))
+        a, b = Monitor(thr, w), Monitor(thr, w)
+        for j in range(conf.size):
+            a.feed(conf[j: j + 1], done=j == conf.size - 1)
+        for j in range(0, conf.size, 7):
+            b.feed(conf[j: j + 7], done=j + 7 >= conf.size)
+        assert a.stop_at == b.stop_at, trial
+        m = min(a.n, b.n)
+        assert np.array_equal(a.cs[: m + 1], b.cs[: m + 1])
