@@ -83,7 +83,7 @@ def _echo(out: dict, judge: str) -> None:
     click.echo(f"live run '{out['live_run']}' ({out['policy']}, {out['mode']} mode, {out['problems']} problems x "
                f"{out['n']} traces, seed {out['seed']}, truncate {out['truncate']}, judge {judge})")
     click.echo(f"  live: {out['live_tokens']} tokens in {out['live_seconds']:.1f} s ({out['max_problems_in_flight']} "
-               f"problems in flight, {out['dtype']}), accuracy {out['live_accuracy']:.3f}, "
+               f"problems in flight, {out['dtype'] or 'replay stand-in'}), accuracy {out['live_accuracy']:.3f}, "
                f"judge {out['judge_seconds']:.2f} s for {out['judge_pairs']} pairs")
     if "simulated_tokens" in out:
         click.echo(f"  simulated ({out['accounting']} accounting): {out['simulated_tokens']} tokens; "

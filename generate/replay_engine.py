@@ -257,6 +257,8 @@ def replay_stream_engine(cache, run: str, model: str | None = None, rate: float 
     class ReplayStreamEngine(StreamEngine):
         def __init__(self):
             super(StreamEngine, self).__init__(model or info["model"])  # tokenizer only; no AsyncLLM
+            import vllm.inputs  # noqa: F401 - vLLM's output classes imported now, not inside the first timed delta
+            import vllm.v1.engine.output_processor  # noqa: F401
             self.name = STANDIN
             self.engine = ReplayAsyncLLM(ReplaySource(cache, run, self.tokenizer), rate, max_num_seqs)
             self._settings = {"replay_of": run, "rate_tok_s": rate, "max_num_seqs": max_num_seqs}
