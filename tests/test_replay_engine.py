@@ -350,3 +350,27 @@ def test_deepconf_monitor_scalar_path_equals_the_array_path():
         assert a.stop_at == b.stop_at, trial
         m = min(a.n, b.n)
         assert np.array_equal(a.cs[: m + 1], b.cs[: m + 1])
+
+
+def test_arrival_rescans_only_a_word_length_of_text_per_delta():
+    """Single-word markers: what is kept and re-scanned at each delta is about the longest word, not
+    the 256-character tail (the per-token cost of live arrival detection); the point stays exact."""
+    from dp.generate.records import TokenText
+    from dp.judge.truncation import TruncationRule, decision_point
+    from dp.models import load_tokenizer
+    from dp.simulate.arrival import Arrival
+
+    tok = load_tokenizer("smollm2-135m")
+    tt = TokenText(tok)
+    text = " ".join(["alpha beta gamma delta"] * 200 + ["so", "wait"] + ["epsilon"] * 50)
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    rule = TruncationRule.parse("words:2")
+    det, longest = Arrival(rule, tt), 0
+    for i in ids:
+        point = det.feed([i])
+        longest = max(longest, len(det._tail))
+        if point is not None:
+            break
+    full, offsets = tt.decode(np.asarray(ids))
+    assert point == decision_point(rule, full, offsets)
+    assert longest <= 40
