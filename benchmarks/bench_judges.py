@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from dp.cache import Cache
-from dp.cli_options import print_table
+from dp.cli.options import print_table
 from dp.judge import load_judge
 from dp.judge.pairs import build_pairs
 from dp.judge.train import evaluate_judge, train_judge

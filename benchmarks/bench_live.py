@@ -110,7 +110,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from dp.cache.store import Cache
-    from dp.simulate.live_run import LiveSettings, run_lives
+    from dp.simulate.live.run import LiveSettings, run_lives
 
     where = machine()
     Path(args.cache).parent.mkdir(parents=True, exist_ok=True)

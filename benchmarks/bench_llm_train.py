@@ -30,7 +30,7 @@ def main() -> None:
 
     from dp.cache import Cache
     from dp.judge.finetune import finetune
-    from dp.judge.llm import LLMJudge, _load_lm
+    from dp.judge.llm import LLMJudge, load_lm
     from dp.judge.llm_train import LLMTrainSettings, choose_trainable
     from dp.judge.pairs import PairSet, build_pairs
     from dp.models import resolve_model
@@ -46,7 +46,7 @@ def main() -> None:
     for name, extra in configs.items():
         s = LLMTrainSettings(steps=args.steps + 1, batch_size=args.batch_size, max_trace_tokens=args.max_trace_tokens,
                              warmup=0.0, **extra)
-        model, tok = _load_lm(resolve_model(s.model), s)
+        model, tok = load_lm(resolve_model(s.model), s)
         choose_trainable(model, s)
         judge = LLMJudge(model, tok, s.judge_settings())
         cut = {}

@@ -105,8 +105,8 @@ def case_live(path: str, name: str, seed: int, check: bool) -> dict:
     from dp.generate.sampling import SamplingSpec
     from dp.judge.base import load_judge
     from dp.judge.truncation import TruncationRule
-    from dp.simulate.live import compare, run_problem
-    from dp.simulate.registry import make_policy
+    from dp.simulate.live.problem import compare, run_problem
+    from dp.simulate.policies.registry import make_policy
 
     pname, params, jname = POLICIES[name]
     out: dict = {}
@@ -153,7 +153,7 @@ def case_live(path: str, name: str, seed: int, check: bool) -> dict:
                "judge_pairs": int(sum(lv.judge_pairs for lv in lives)),
                "judge_s": float(sum(lv.judge_seconds for lv in lives)), "peak_rss_gib": peak_gib()}
         if check:
-            from dp.simulate.context import build_contexts
+            from dp.simulate.replay.context import build_contexts
 
             contexts = build_contexts(cache, RUN, rule, judge, confidence=getattr(policy, "needs_confidence", False))
             res = compare(contexts, policy, lives, seed)

@@ -20,10 +20,10 @@ import time
 import numpy as np
 
 from dp.judge.base import Prefix
-from dp.simulate.context import ProblemContext
-from dp.simulate.deepprune import DeepPrune
-from dp.simulate.replay import replay_taus
-from dp.simulate.scores import PairScores
+from dp.simulate.policies.deepprune import DeepPrune
+from dp.simulate.replay.context import ProblemContext
+from dp.simulate.replay.driver import replay_taus
+from dp.simulate.replay.scores import PairScores
 
 
 class _Warm:

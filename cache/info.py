@@ -4,7 +4,7 @@ Per run: problems, traces, tokens, bytes per token (the run's measured share of
 the `tokens` table, see `token_bytes_by_run`; the file size over all tokens is
 `file_bytes_per_token`, the same on every row), mean trace accuracy, majority-vote
 accuracy (cons@N; a tie between answers counts as the expected value of a uniformly
-random tie-break, `dp.answers.tie_expected_correct`, since a file's order must not
+random tie-break, `dp.votes.tie_expected_correct`, since a file's order must not
 decide it) and the paper's redundancy statistic, the share of
 same-problem trace pairs whose answers fall in one equivalence class (pairs
 where either trace has no answer count as different). Reads only.
@@ -16,8 +16,8 @@ import os
 
 import numpy as np
 
-from dp.answers import tie_expected_correct
 from dp.cache.store import Cache, ProblemTraces
+from dp.votes import tie_expected_correct
 
 
 def same_answer_pairs(pt: ProblemTraces) -> tuple[int, int]:

@@ -16,7 +16,7 @@ from dp.cache.store import Cache
 def write_live_rows(cache: Cache, run: str, problem_id: str, arrival_rank: list[int], decision: list[str],
                     decision_token: list[int], tokens: list[int]) -> None:
     """One row per trace index of one problem (arrival rank -1: never arrived)."""
-    cache._need_write()
+    cache.need_write()
     cache.con.executemany(
         "INSERT INTO live_traces VALUES (?, ?, ?, ?, ?, ?, ?)",
         [(run, problem_id, t, int(arrival_rank[t]), decision[t], int(decision_token[t]), int(tokens[t]))

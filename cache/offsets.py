@@ -27,7 +27,7 @@ def _want(cache: Cache, trace_ids: Sequence[int], **cols: np.ndarray) -> tuple[i
     ids = np.asarray(trace_ids, dtype=np.int64)
     data = {"i": pa.array(np.arange(ids.size), pa.int64()), "tid": pa.array(ids, pa.int64())}
     data.update({k: pa.array(np.asarray(v, dtype=np.int64), pa.int64()) for k, v in cols.items()})
-    cache._insert_arrow("_want", pa.table(data), create=True, temp=True)
+    cache.insert_arrow("_want", pa.table(data), create=True, temp=True)
     return (int(ids.min()), int(ids.max())) if ids.size else (0, -1)
 
 

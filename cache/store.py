@@ -197,7 +197,7 @@ class Cache:
     def create_run(self, info: RunInfo, replace: bool = False, resume: bool = False) -> None:
         """Register a run. An existing run is an error unless `replace` (delete it first)
         or `resume` with identical settings (a resumed generation)."""
-        self._need_write()
+        self.need_write()
         if self.has_run(info.run):
             if replace:
                 self.delete_run(info.run)
@@ -216,12 +216,12 @@ class Cache:
 
     def update_run_settings(self, run: str, settings: dict) -> None:
         """Replace the settings JSON of a run (e.g. a live run's measured results)."""
-        self._need_write()
+        self.need_write()
         self.run_info(run)
         self.con.execute("UPDATE runs SET settings = ? WHERE run = ?", [json.dumps(settings), run])
 
     def delete_run(self, run: str) -> None:
-        self._need_write()
+        self.need_write()
         with self.transaction():
             ids = "SELECT trace_id FROM traces WHERE run = ?"
             self.con.execute(f"DELETE FROM tokens WHERE trace_id IN ({ids})", [run])
@@ -234,11 +234,11 @@ class Cache:
 
     # -------------------------------------------------------------- problems
     def add_problems(self, run: str, problems: Iterable[Problem]) -> None:
-        self._need_write()
+        self.need_write()
         problems = list(problems)
         if not problems:
             return
-        self._insert_arrow("problems", pa.table({
+        self.insert_arrow("problems", pa.table({
             "run": pa.array([run] * len(problems), pa.string()),
             "problem_id": pa.array([p.problem_id for p in problems], pa.string()),
             "dataset": pa.array([p.dataset for p in problems], pa.string()),
@@ -266,7 +266,7 @@ class Cache:
 
         Returns the new trace ids. The problems must already be registered.
         """
-        self._need_write()
+        self.need_write()
         if not records:
             return []
         problems = {p.problem_id: p for p in self.problems(run)}
@@ -280,7 +280,7 @@ class Cache:
                 r.answer if r.answer_given else ans.extract_answer(r.text, problems[r.problem_id].kind)
                 for r in records
             ]
-            self._insert_arrow("traces", pa.table({
+            self.insert_arrow("traces", pa.table({
                 "trace_id": pa.array(ids, pa.int32()),
                 "run": pa.array([run] * len(records), pa.string()),
                 "problem_id": pa.array([r.problem_id for r in records], pa.string()),
@@ -293,10 +293,10 @@ class Cache:
                 "correct": pa.nulls(len(records), pa.bool_()),
                 "finish_reason": pa.array([r.finish_reason.value for r in records], pa.string()),
             }))
-            self._insert_arrow("tokens", _token_table(ids, records))
+            self.insert_arrow("tokens", _token_table(ids, records))
             topk = _topk_table(ids, records)
             if topk is not None:
-                self._insert_arrow("topk", topk)
+                self.insert_arrow("topk", topk)
             self.assign_classes(run, sorted({r.problem_id for r in records}))
         return ids
 
@@ -318,7 +318,7 @@ class Cache:
                     class_ok[int(c)] = False if c < 0 else ans.is_correct(a, p.gold, p.kind)
             updates += [(int(c), class_ok[int(c)], tid) for (tid, _), c in zip(rows, classes, strict=True)]
         if updates:
-            self._insert_arrow("_cls_updates", pa.table({
+            self.insert_arrow("_cls_updates", pa.table({
                 "cls": pa.array([u[0] for u in updates], pa.int32()),
                 "ok": pa.array([u[1] for u in updates], pa.bool_()),
                 "tid": pa.array([u[2] for u in updates], pa.int32()),
@@ -369,7 +369,7 @@ class Cache:
         ids = np.asarray(trace_ids, dtype=np.int64)
         if ids.size == 0:
             return []
-        self._insert_arrow("_want", pa.table({"tid": pa.array(ids, pa.int64())}), create=True, temp=True)
+        self.insert_arrow("_want", pa.table({"tid": pa.array(ids, pa.int64())}), create=True, temp=True)
         tbl = self.con.sql(
             f"SELECT t.trace_id, t.{column} AS v FROM tokens t JOIN _want w ON t.trace_id = w.tid "
             "ORDER BY t.trace_id, t.pos"
@@ -407,7 +407,7 @@ class Cache:
         lo, hi = np.minimum(a, b).astype(np.int64), np.maximum(a, b).astype(np.int64)
         if lo.size == 0:
             return np.zeros(0)
-        self._insert_arrow("_pairs", pa.table({
+        self.insert_arrow("_pairs", pa.table({
             "i": pa.array(np.arange(lo.size), pa.int64()), "a": lo, "b": hi}), create=True, temp=True)
         rows = self.con.execute(
             "SELECT p.i, s.score FROM _pairs p JOIN judge_scores s "
@@ -419,22 +419,22 @@ class Cache:
         return out
 
     def put_scores(self, judge: str, rule: str, a: np.ndarray, b: np.ndarray, scores: np.ndarray) -> None:
-        self._need_write()
+        self.need_write()
         lo, hi = np.minimum(a, b).astype(np.int32), np.maximum(a, b).astype(np.int32)
         tbl = pa.table({"judge": pa.array([judge] * lo.size), "rule": pa.array([rule] * lo.size),
                         "a": lo, "b": hi, "s": np.asarray(scores, dtype=np.float64)})
         with self.transaction():
-            self._insert_arrow("judge_scores", tbl, or_ignore=True)
+            self.insert_arrow("judge_scores", tbl, or_ignore=True)
 
     # --------------------------------------------------------------- helpers
     def transaction(self):
         return _Transaction(self)
 
-    def _need_write(self) -> None:
+    def need_write(self) -> None:
         if not self.write:
             raise DPError(f"cache {self.path} was opened read-only")
 
-    def _insert_arrow(self, table: str, data: pa.Table, create: bool = False,
+    def insert_arrow(self, table: str, data: pa.Table, create: bool = False,
                       temp: bool = False, or_ignore: bool = False) -> None:
         self.con.register("_arrow_in", data)
         try:

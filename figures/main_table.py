@@ -5,7 +5,7 @@ otherwise left out with the reason), DeepPrune at the figures' tau with the
 figures' judge, ESC, Adaptive-Consistency, random pruning at DeepPrune's finish
 budget and DeepPrune with the oracle judge, all at their default settings; DeepPrune
 and the oracle each followed by their paired, budget-matched random control
-(`dp.simulate.matched`) and the accuracy difference with its standard error. The
+(`dp.simulate.replay.matched`) and the accuracy difference with its standard error. The
 points come from `dp.figures.points` - the numbers `dp simulate --json` prints
 for the same flags. Error bars: one standard deviation over arrival orders.
 Replays nothing itself.

@@ -31,7 +31,7 @@ from dp.figures.settings import FigureSettings, resolve_judges
 from dp.figures.threshold import threshold_figure
 from dp.figures.truncation import truncation_figure
 from dp.provenance import stamp
-from dp.simulate.sweep import reuse_contexts
+from dp.simulate.replay.sweep import reuse_contexts
 
 FIGURES = ("redundancy", "roc", "truncation", "threshold", "main_table", "pareto", "live")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from dp.figures.common import FigureResult, new_figure, policy_color, save
 from dp.figures.points import PointStore, summary_row
-from dp.simulate.registry import make_policy
+from dp.simulate.policies.registry import make_policy
 
 NAME = "pareto"
 MAX_TABLE_ROWS = 200  # report.md shows the frontier and at most this many rows; figures.json has all

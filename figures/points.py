@@ -3,7 +3,7 @@
 A figure names the points it needs as `PointSpec`s (run, policy, tau, judge,
 truncation, orders, seed). `PointStore.get` looks each one up among the rows the
 simulator stored; a row matches when it has the same policy, the same stored
-params (what `dp.simulate.sweep.simulate` writes: the policy's settings plus
+params (what `dp.simulate.replay.sweep.simulate` writes: the policy's settings plus
 judge and truncation for judged policies), orders, order kind and seed, was made
 from the run's current traces (same problem count and cons@N tokens) and by this
 dp version and git hash (in a modified checkout, "+dirty", edits made since a
@@ -25,8 +25,8 @@ from dp.cache.store import Cache
 from dp.errors import DPError
 from dp.judge.truncation import TruncationRule
 from dp.provenance import stamp
-from dp.simulate.registry import make_policy
-from dp.simulate.sweep import SimSettings, simulate
+from dp.simulate.policies.registry import make_policy
+from dp.simulate.replay.sweep import SimSettings, simulate
 
 
 def _roundtrip(obj):
@@ -64,7 +64,7 @@ class PointSpec:
     @property
     def replay_order(self) -> tuple[str, int]:
         """(order kind, orders) the replay really uses: only prefix policies take prefix-length."""
-        from dp.simulate.policy import PrefixPolicy
+        from dp.simulate.policies.base import PrefixPolicy
 
         if self.order_kind == "prefix-length" and isinstance(make_policy(self.policy), PrefixPolicy):
             return "prefix-length", 1

@@ -126,7 +126,7 @@ def render_markdown(r: Report) -> str:
         f"- judges: DeepPrune uses `{r.judges.get('main')}`; truncation ablation `{r.judges.get('ablation')}`; "
         f"ROC {', '.join(f'`{j}`' for j in r.judges.get('roc', []))}",
         f"- simulator points: {r.points.get('reused', 0)} read from `sim_points`, "
-        f"{r.points.get('computed', 0)} computed now by `dp.simulate.sweep.simulate`"
+        f"{r.points.get('computed', 0)} computed now by `dp.simulate.replay.sweep.simulate`"
         f"{' and stored' if r.points.get('stored') else ' (cache read-only: not stored)'}",
     ]
     out += [f"- note: {n}" for n in r.notes]

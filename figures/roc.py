@@ -1,6 +1,6 @@
 """Figure 2, judge ROC curves: every judge on the same sampled pairs, one panel per run.
 
-For each run, one seeded sample of labelled same-problem pairs (`dp.figures.judged`)
+For each run, one seeded sample of labelled same-problem pairs (`dp.judge.sampled_pairs`)
 under the figures' truncation rule; each judge scores exactly those pairs
 (through the judge-score cache) and its ROC curve is drawn with its AUROC in the
 legend (`dp.judge.metrics`; "positive" = same final answer, so the false-positive
@@ -19,8 +19,8 @@ import numpy as np
 from dp.cache.store import Cache
 from dp.errors import DPError
 from dp.figures.common import FigureResult, color, new_figure, save
-from dp.figures.judged import both_labels, judge_scores, sample_pairs, try_load
 from dp.judge.metrics import auroc, tnr_at_fnr
+from dp.judge.sampled_pairs import both_labels, judge_scores, sample_pairs, try_load
 
 NAME = "roc"
 CURVE_DECIMALS = 4

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from dp.errors import DPError
 from dp.judge.base import load_judge
 from dp.judge.truncation import TruncationRule
-from dp.simulate.replay import ORDER_KINDS
-from dp.simulate.sweep import parse_sweep
+from dp.simulate.replay.driver import ORDER_KINDS
+from dp.simulate.replay.sweep import parse_sweep
 
 DEFAULT_JUDGE = "features"
 FALLBACK_JUDGE = "jaccard"

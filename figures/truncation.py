@@ -2,7 +2,7 @@
 
 Left panel `tokens:k` (the first k tokens), right panel `words:k` (up to the k-th
 reasoning word, `dp.judge.truncation`), one line per run. Every rule is scored on
-the same seeded pairs (`dp.figures.judged`: the selection does not depend on the
+the same seeded pairs (`dp.judge.sampled_pairs`: the selection does not depend on the
 rule), so only the prefixes change; the table adds the mean prefix length in
 tokens, the judge's input cost. It evaluates one judge and simulates no pruning.
 """
@@ -15,8 +15,8 @@ import numpy as np
 
 from dp.cache.store import Cache
 from dp.figures.common import FigureResult, color, new_figure, save
-from dp.figures.judged import both_labels, judge_scores, sample_pairs, try_load
 from dp.judge.metrics import auroc, tnr_at_fnr
+from dp.judge.sampled_pairs import both_labels, judge_scores, sample_pairs, try_load
 
 NAME = "truncation"
 

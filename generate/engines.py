@@ -58,7 +58,7 @@ class Engine(Protocol):
         ...
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     return f"{type(exc).__name__}: {lines[0] if lines else ''}"
 
@@ -74,7 +74,7 @@ def vllm_env(kv_cache_gib: float) -> None:
     apply_quiet()
 
 
-class _Base:
+class EngineBase:
     def __init__(self, model: str):
         self.model_name = str(model)
         self.model_path: Path = resolve_model(model)
@@ -94,7 +94,7 @@ class _Base:
         )
 
 
-class VLLMEngine(_Base):
+class VLLMEngine(EngineBase):
     """Offline batch generation with `vllm.LLM`; one request per trace, seeded.
 
     dtype defaults to float32 on the CPU and to "auto" elsewhere. Measured on 2
@@ -135,7 +135,7 @@ class VLLMEngine(_Base):
             self.llm = vllm.LLM(model=str(self.model_path), tokenizer=str(self.model_path), seed=0,
                                 **self._settings)
         except Exception as exc:  # noqa: BLE001 - the user gets one line
-            raise DPError(f"vLLM could not load model '{model}': {_one_line(exc)}") from exc
+            raise DPError(f"vLLM could not load model '{model}': {one_line(exc)}") from exc
         cache = self.llm.llm_engine.vllm_config.cache_config
         self.kv_blocks, self.block_size = int(cache.num_gpu_blocks or 0), int(cache.block_size)
 
@@ -196,7 +196,7 @@ class VLLMEngine(_Base):
                 pass
 
 
-class TransformersEngine(_Base):
+class TransformersEngine(EngineBase):
     """`model.generate`, one trace at a time, each under its own torch seed.
 
     Sampling matches vLLM's semantics (temperature, then top-p, no top-k cut,
@@ -219,7 +219,7 @@ class TransformersEngine(_Base):
         try:
             self.model = AutoModelForCausalLM.from_pretrained(str(self.model_path), dtype=getattr(torch, dtype))
         except Exception as exc:  # noqa: BLE001
-            raise DPError(f"transformers could not load model '{model}': {_one_line(exc)}") from exc
+            raise DPError(f"transformers could not load model '{model}': {one_line(exc)}") from exc
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")  # a GPU when there is one
         self.model.to(self.device).eval()
         eos = self.model.generation_config.eos_token_id

@@ -16,7 +16,7 @@ import numpy as np
 
 from dp.confidence import token_confidence
 from dp.errors import DPError
-from dp.generate.engines import _Base, _one_line, vllm_env
+from dp.generate.engines import EngineBase, one_line, vllm_env
 from dp.generate.records import build_record
 from dp.generate.sampling import SamplingSpec, to_vllm
 from dp.generate.watchdog import guard_engines
@@ -73,7 +73,7 @@ class Stream:
         return np.concatenate([s for s, _ in self._chunks]) if self._chunks else np.zeros(0, dtype=np.float32)
 
 
-class StreamEngine(_Base):
+class StreamEngine(EngineBase):
     """AsyncLLM for one model; use inside a running asyncio loop."""
 
     def __init__(self, model: str = "smollm2-135m", *, dtype: str | None = None, enforce_eager: bool = True,
@@ -100,7 +100,7 @@ class StreamEngine(_Base):
         try:
             self.engine = AsyncLLM.from_engine_args(args)
         except Exception as exc:  # noqa: BLE001 - the user gets one line
-            raise DPError(f"vLLM could not start model '{model}': {_one_line(exc)}") from exc
+            raise DPError(f"vLLM could not start model '{model}': {one_line(exc)}") from exc
 
     def settings(self) -> dict:
         return {"engine": self.name, **self._settings}

@@ -75,7 +75,7 @@ def _digest(obj) -> str:
     return hashlib.blake2b(json.dumps(obj, sort_keys=True).encode(), digest_size=4).hexdigest()
 
 
-def _load_lm(path: Path, s: LLMSettings):
+def load_lm(path: Path, s: LLMSettings):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -110,12 +110,12 @@ class LLMJudge:
             if any(len(i) != 1 for i in ids):
                 raise DPError(f"label words {words} are not single tokens for this tokenizer: {ids}")
             self.label_ids[label] = sorted({i[0] for i in ids})
-        self.name = self._name()
+        self.name = self.compute_name()
         self.last_prompt_tokens = np.zeros(0, dtype=np.int64)  # (n_pairs,) prompt tokens per pair, last call
         self.prompt_tokens_total = 0  # prompt tokens since creation (both orders when symmetric)
         self.pairs_total = 0
 
-    def _name(self) -> str:
+    def compute_name(self) -> str:
         s = self.settings
         scoring = {"model": s.model, "prompt": PROMPT, "labels": LABEL_WORDS, "max_trace_tokens": s.max_trace_tokens,
                    "keep": s.keep, "symmetric": s.symmetric, "dtype": str(self.dtype).removeprefix("torch.")}
@@ -219,7 +219,7 @@ class LLMJudge:
             raise DPError(f"the llm judge in {directory} was made with another prompt than this dp's; retrain it")
         s = settings_from(LLMSettings, {**spec.get("settings", {}), "device": None})
         weights = spec.get("weights")
-        model, tok = _load_lm(directory / weights if weights else resolve_model(s.model), s)
+        model, tok = load_lm(directory / weights if weights else resolve_model(s.model), s)
         meta = {k: v for k, v in spec.items() if k not in ("type", "name", "weights", "settings", "prompt",
                                                             "label_words")}
         return cls(model, tok, s, meta, weights)
@@ -228,6 +228,6 @@ class LLMJudge:
     def create(cls, seed: int = 0, **settings) -> LLMJudge:
         """The zero-shot judge (default: SmolLM2-135M-Instruct); `settings` are LLMSettings fields."""
         s = settings_from(LLMSettings, settings)
-        model, tok = _load_lm(resolve_model(s.model), s)
+        model, tok = load_lm(resolve_model(s.model), s)
         return cls(model, tok, s)
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from dp.errors import DPError
 from dp.judge.finetune import FinetuneSettings, finetune, split_problems
-from dp.judge.llm import LLMJudge, LLMSettings, _load_lm
+from dp.judge.llm import LLMJudge, LLMSettings, load_lm
 from dp.judge.losses import sample_rows, seed_torch, settings_from
 from dp.models import resolve_model
 
@@ -132,7 +132,7 @@ def train_llm_judge(pairs, s: LLMTrainSettings, seed: int = 0, meta: dict | None
         raise DPError("the validation problems have pairs of one label only; change val_share or seed")
 
     seed_torch(seed, "llm")
-    model, tok = _load_lm(resolve_model(s.model), s)
+    model, tok = load_lm(resolve_model(s.model), s)
     peft_model = choose_trainable(model, s)
     judge = LLMJudge(model, tok, s.judge_settings(), meta, weights=".")
     judge.train_settings = s
@@ -169,7 +169,7 @@ def train_llm_judge(pairs, s: LLMTrainSettings, seed: int = 0, meta: dict | None
         p.requires_grad_(False)
     judge.meta = {**judge.meta, "seed": seed, "training": summary,
                   "train_settings": dataclasses.asdict(s)}
-    judge.name = judge._name()
+    judge.name = judge.compute_name()
     if out is not None:
         judge.save(out)
         if ckpt is not None and ckpt.exists():

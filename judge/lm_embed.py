@@ -76,9 +76,9 @@ class LMEmbedJudge:
         self._lm = None
         self._emb: dict[str, np.ndarray] = {}  # prefix text -> (d,) float32 embedding
         self.texts_embedded = 0  # forward passes (one per distinct prefix text) since creation
-        self.name = self._name()
+        self.name = self.compute_name()
 
-    def _name(self) -> str:
+    def compute_name(self) -> str:
         s = dataclasses.asdict(self.settings)
         key = [s["model"], s["layer"], s["max_trace_tokens"], s["keep"]]
         if self.classifier is not None:
@@ -202,7 +202,7 @@ def train_lm_embed(pairs, s: LMEmbedSettings, seed: int = 0, meta: dict | None =
                   "training": {"train_pairs": int(rows.size), "prefixes_embedded": judge.texts_embedded,
                                "embed_seconds": round(embed_s, 1),
                                "fit_seconds": round(time.perf_counter() - t0 - embed_s, 1)}}
-    judge.name = judge._name()
+    judge.name = judge.compute_name()
     return judge
 
 

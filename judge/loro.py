@@ -12,7 +12,7 @@ For every group, every rule of its run (`RULE` or `RUN=RULE`, as in `dp judge tr
 and every judge: AUROC, TNR at FNR 0.2, the ROC curve, and the judge's seconds per
 1,000 pairs on this machine (wall time over the pairs it computed, not those read from
 the judge-score cache; model loading excluded). Every judge scores the same seeded
-sample of pairs per (run, rule) (`dp.figures.judged.sample_pairs`). Nothing here trains
+sample of pairs per (run, rule) (`dp.judge.sampled_pairs.sample_pairs`). Nothing here trains
 or draws (`dp.figures.loro` draws).
 """
 
@@ -77,8 +77,8 @@ def leave_one_run_out(cache: Cache, groups: dict[str, list[str]], rules: list[st
 
     `skip_missing`: a `{heldout}` judge not trained for a group is left out of that group
     (listed under `missing`) instead of being an error."""
-    from dp.figures.judged import both_labels, sample_pairs
     from dp.judge.insample import in_sample
+    from dp.judge.sampled_pairs import both_labels, sample_pairs
 
     for runs in groups.values():
         for r in runs:
@@ -127,8 +127,8 @@ def leave_one_run_out(cache: Cache, groups: dict[str, list[str]], rules: list[st
 def run_loro(cache_path: str | Path, groups: list[str], rules: list[str], judges: list[str],
              max_pairs: int = 300, seed: int = 0, skip_missing: bool = False) -> dict:
     """`dp judge loro`: parse the group and judge specs, open the cache (scores are stored), evaluate."""
-    from dp.judge.train import _open
+    from dp.judge.train import open_cache
 
-    with _open(cache_path, write=True) as cache:
+    with open_cache(cache_path, write=True) as cache:
         return leave_one_run_out(cache, parse_groups(groups), rules, parse_judges(judges), max_pairs, seed,
                                  skip_missing)

@@ -78,7 +78,7 @@ def training_meta(cache: Cache, problems: dict[str, list[str] | None], truncate:
     }
 
 
-def _open(cache_path: str | Path, write: bool) -> Cache:
+def open_cache(cache_path: str | Path, write: bool) -> Cache:
     if not Path(cache_path).exists():
         raise DPError(f"no cache at {cache_path}")
     return Cache(cache_path, write=write)
@@ -89,7 +89,7 @@ def pairs_summary(cache_path: str | Path, run: str, rule: TruncationRule | str,
                   out: str | Path | None = None) -> dict:
     """Build the pairs of `run`, optionally export them as JSONL; return their summary."""
     rule = TruncationRule.parse(rule)
-    with _open(cache_path, write=False) as cache:
+    with open_cache(cache_path, write=False) as cache:
         pairs = build_pairs(cache, run, rule, max_pairs, seed, oversample)
     summary = pairs.summary()
     if out is not None:
@@ -147,14 +147,14 @@ def train_judge(cache_path: str | Path, runs: Sequence[str], judge_type: str,
     pairs_of = run_rules([rule] if isinstance(rule, (str, TruncationRule)) else list(rule), runs)
     if judge_type not in TRAINERS:
         raise DPError(f"cannot train judge '{judge_type}' (trainable: {', '.join(sorted(TRAINERS))})")
-    with _open(cache_path, write=False) as cache:
+    with open_cache(cache_path, write=False) as cache:
         sets = [build_pairs(cache, run, r, max_pairs, seed, oversample) for run, r in pairs_of]
     pairs = sets[0] if len(sets) == 1 else PairSet.concat(sets)
     truncate = [str(r) for r in ([rule] if isinstance(rule, (str, TruncationRule)) else list(rule))]
     if pairs.n == 0 or len(np.unique(pairs.labels)) < 2:
         raise DPError(f"run(s) {', '.join(runs)} have no pairs of both labels under {', '.join(truncate)}; "
                       "cannot train")
-    with _open(cache_path, write=False) as cache:
+    with open_cache(cache_path, write=False) as cache:
         meta = training_meta(cache, {run: None for run in runs}, truncate, seed, oversample, max_pairs, pairs)
     module, attr = TRAINERS[judge_type].split(":")
     out = Path(out)
@@ -204,7 +204,7 @@ def evaluate_judge(cache_path: str | Path, run: str, judge: str | Judge, rule: T
     rule = TruncationRule.parse(rule)
     stats: dict = {}
     extra: dict = {}
-    with _open(cache_path, write=store_scores) as cache:
+    with open_cache(cache_path, write=store_scores) as cache:
         pairs = build_pairs(cache, run, rule, max_pairs, seed)
         if pairs.n == 0 or len(np.unique(pairs.labels)) < 2:
             raise DPError(f"run '{run}' has no pairs of both labels under {rule}; AUROC undefined")

@@ -90,7 +90,7 @@ class TruncationRule:
 
 
 @functools.lru_cache(maxsize=64)
-def _pattern(words: tuple[str, ...]) -> re.Pattern:
+def words_pattern(words: tuple[str, ...]) -> re.Pattern:
     # Longest first, so a phrase wins over a word it starts with; inner spaces match any whitespace.
     alts = sorted((r"\s+".join(map(re.escape, w.split())) for w in words), key=len, reverse=True)
     return re.compile(r"\b(?:" + "|".join(alts) + r")\b", re.IGNORECASE)
@@ -98,7 +98,7 @@ def _pattern(words: tuple[str, ...]) -> re.Pattern:
 
 def word_end(text: str, k: int, words: tuple[str, ...] = REASONING_WORDS) -> int | None:
     """Character offset just after the k-th reasoning-word match in `text`, or None if fewer."""
-    for i, m in enumerate(_pattern(tuple(words)).finditer(text), start=1):
+    for i, m in enumerate(words_pattern(tuple(words)).finditer(text), start=1):
         if i == k:
             return m.end()
     return None

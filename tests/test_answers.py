@@ -5,18 +5,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dp.answers import (
-    arrival_ranks,
-    equivalent,
-    extract_answer,
-    group_answers,
-    is_correct,
-    majority,
-    majority_rows,
-    normalize,
-    tie_expected_correct,
-)
+from dp.answers import equivalent, extract_answer, group_answers, is_correct, normalize
 from dp.types import AnswerKind
+from dp.votes import arrival_ranks, majority, majority_rows, tie_expected_correct
 
 E, N, C, S = AnswerKind.EXPRESSION, AnswerKind.NUMBER, AnswerKind.CHOICE, AnswerKind.STRING
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dp.judge.truncation import TruncationRule, decision_point
-from dp.simulate.arrival import Arrival
+from dp.simulate.live.arrival import Arrival
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def test_incremental_scan_keeps_a_bounded_tail(token_text):
 
 
 def test_live_prefix_ids_differ_across_problems():
-    from dp.simulate.live import live_prefix_id
+    from dp.simulate.live.problem import live_prefix_id
 
     ids = {live_prefix_id(p, t) for p in ("math-0001", "math-0002", "arith-3") for t in range(512)}
     assert len(ids) == 3 * 512 and max(ids) < 0

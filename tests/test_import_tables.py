@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from dp.generate.import_matharena import trace_text
+from dp.generate.importers.matharena import trace_text
 from dp.models import load_tokenizer
 from tests.conftest import invoke
 
@@ -177,8 +177,8 @@ def test_datasets_folder_and_csv(tmp_path):
 
 
 def test_tokens_and_offsets_match_the_tokenizer_across_batch_sizes(tmp_path):
+    from dp.cache.import_pipeline import import_table_file
     from dp.cache.store import Cache
-    from dp.import_pipeline import import_table_file
 
     rows = [{"pid": f"p{i % 4}", "q": "q", "g": "1", "t": f"Step {i}: café ∑ {'word ' * (i * 7)}\\boxed{{1}}  "}
             for i in range(40)]  # a problem's traces are spread over many batches
@@ -322,7 +322,7 @@ def test_leftovers_of_a_killed_import_are_cleared_by_the_next(tmp_path):
 
 def test_export_round_trip_keeps_seeds_finish_reasons_and_sampling(tmp_path):
     from dp.cache.store import Cache, RunInfo
-    from dp.generate.import_stream import ImportStream
+    from dp.generate.importers.stream import ImportStream
     from dp.types import FinishReason, Problem, TraceRecord
 
     src, dst = tmp_path / "src.duckdb", tmp_path / "dst.duckdb"

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dp.simulate.context import ProblemContext
-from dp.simulate.deepconf import DeepConf, _profile
-from dp.simulate.sequential import ESC, Adaptive
-from dp.simulate.slimsc import SlimSC, segment_bounds
+from dp.simulate.policies.deepconf import DeepConf, _profile
+from dp.simulate.policies.sequential import ESC, Adaptive
+from dp.simulate.policies.slimsc import SlimSC, segment_bounds
+from dp.simulate.replay.context import ProblemContext
 
 RNG = np.random.default_rng(0)
 

@@ -10,8 +10,8 @@ import numpy as np
 from dp.cache.live import read_live_orders, write_live_rows
 from dp.cache.store import Cache
 from dp.judge.truncation import TruncationRule
-from dp.simulate.context import build_contexts
-from dp.simulate.replay import make_orders
+from dp.simulate.replay.context import build_contexts
+from dp.simulate.replay.driver import make_orders
 from tests.conftest import invoke
 
 

@@ -316,7 +316,7 @@ def test_serve_on_the_replay_engine_answers_concurrent_requests(tmp_path, replay
 def test_deepconf_monitor_fed_token_by_token_is_linear_and_equal():
     """A 32 K-token trace is fed one token a delta: the cumulative sums grow by doubling (a few
     reallocations, not one copy of the whole trace per token) and the stop equals a one-shot feed."""
-    from dp.simulate.deepconf import Monitor
+    from dp.simulate.policies.deepconf import Monitor
 
     rng = np.random.default_rng(3)
     conf = rng.normal(12, 2, 32768)
@@ -336,7 +336,7 @@ def test_deepconf_monitor_fed_token_by_token_is_linear_and_equal():
 
 def test_deepconf_monitor_scalar_path_equals_the_array_path():
     """One token a delta (scalars) and whole chunks (numpy) give the same sums and the same stop."""
-    from dp.simulate.deepconf import Monitor
+    from dp.simulate.policies.deepconf import Monitor
 
     rng = np.random.default_rng(11)
     for trial in range(20):
@@ -358,7 +358,7 @@ def test_arrival_rescans_only_a_word_length_of_text_per_delta():
     from dp.generate.records import TokenText
     from dp.judge.truncation import TruncationRule, decision_point
     from dp.models import load_tokenizer
-    from dp.simulate.arrival import Arrival
+    from dp.simulate.live.arrival import Arrival
 
     tok = load_tokenizer("smollm2-135m")
     tt = TokenText(tok)

@@ -17,7 +17,7 @@ from dp.cache.store import Cache, RunInfo
 from dp.judge.pairs import run_prefixes
 from dp.judge.prefix_reader import read_prefixes, word_decisions
 from dp.judge.truncation import TruncationRule, decision_points, prefix_text
-from dp.simulate.context import build_contexts
+from dp.simulate.replay.context import build_contexts
 from tests.conftest import invoke
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))

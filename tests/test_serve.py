@@ -26,9 +26,9 @@ from dp.cache.store import Cache
 from dp.judge.base import load_judge
 from dp.judge.truncation import TruncationRule
 from dp.seeds import rng as make_rng
-from dp.simulate.context import build_contexts
-from dp.simulate.registry import make_policy
-from dp.simulate.serve_request import trace_seeds
+from dp.simulate.policies.registry import make_policy
+from dp.simulate.replay.context import build_contexts
+from dp.simulate.serve.request import trace_seeds
 from tests.proc_helpers import DP, Proc, kill_leftovers, wait_gone
 
 pytestmark = pytest.mark.slow

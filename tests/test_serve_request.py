@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dp.simulate.serve_request import ServeError, ServerDefaults, parse_request, trace_seeds, vote
+from dp.simulate.serve.request import ServeError, ServerDefaults, parse_request, trace_seeds, vote
 from dp.types import AnswerKind, Problem
 
 D = ServerDefaults(model="smollm2-135m", n=8, max_tokens=32, policy="deepprune", params={"tau": 0.5, "K2": 3},

@@ -9,14 +9,14 @@ import pytest
 
 from dp.judge.base import Prefix
 from dp.judge.simple import OracleJudge
-from dp.simulate.basic import Consensus, RandomPrune
-from dp.simulate.context import ProblemContext
-from dp.simulate.deepconf import DeepConf
-from dp.simulate.deepprune import DeepPrune
-from dp.simulate.policy import Accounting, charge
-from dp.simulate.replay import replay
-from dp.simulate.scores import PairScores
-from dp.simulate.sequential import ESC, Adaptive, beta_stop_probability
+from dp.simulate.policies.base import Accounting, charge
+from dp.simulate.policies.basic import Consensus, RandomPrune
+from dp.simulate.policies.deepconf import DeepConf
+from dp.simulate.policies.deepprune import DeepPrune
+from dp.simulate.policies.sequential import ESC, Adaptive, beta_stop_probability
+from dp.simulate.replay.context import ProblemContext
+from dp.simulate.replay.driver import replay
+from dp.simulate.replay.scores import PairScores
 from tests.conftest import invoke
 
 RNG = np.random.default_rng(0)
@@ -127,7 +127,7 @@ def test_cons_on_ties_is_the_expected_value_of_a_random_tie_break():
 
 
 def test_matched_controls_finish_as_many_traces_and_spend_no_more():
-    from dp.simulate.matched import count_matched, token_matched
+    from dp.simulate.replay.matched import count_matched, token_matched
 
     lengths, decision = np.array([100, 50, 80, 20, 60]), np.array([10, 5, 8, 2, 6])
     finished = np.array([[True, False, True, False, False], [False, False, False, True, False]])
@@ -222,10 +222,10 @@ def test_real_traces_whole_table_and_oracle_bound(real_cache):
 
 
 def test_oracle_with_large_k_gives_the_majority_answer(real_cache):
-    from dp.answers import arrival_ranks, majority
     from dp.cache.store import Cache
     from dp.judge.truncation import TruncationRule
-    from dp.simulate.context import build_contexts
+    from dp.simulate.replay.context import build_contexts
+    from dp.votes import arrival_ranks, majority
 
     with Cache(real_cache) as cache:
         ctxs = build_contexts(cache, "qwen", TruncationRule.parse("tokens:50"), OracleJudge())
@@ -313,7 +313,7 @@ def test_bad_sweeps_settings_and_limits_are_one_line_errors(real_cache):
         assert r.stderr.count("\n") == 1
     from dp.cache.store import Cache
     from dp.errors import DPError
-    from dp.simulate.sweep import SimSettings, simulate
+    from dp.simulate.replay.sweep import SimSettings, simulate
     with Cache(real_cache) as cache, pytest.raises(DPError, match="unknown setting 'tua'"):
         simulate(cache, SimSettings(run="qwen", params={"tua": 0.5}), store=False)
 

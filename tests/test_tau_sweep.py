@@ -1,4 +1,4 @@
-"""The shared tau sweep (`dp.simulate.tau_sweep`) against one replay per tau, on a shipped trace file.
+"""The shared tau sweep (`dp.simulate.replay.tau_sweep`) against one replay per tau, on a shipped trace file.
 
 Every point of a sweep run in one pass must equal, number for number, the replay of
 that tau alone: tokens, accuracy, pass rate, judge pairs, the matched controls and
@@ -17,10 +17,10 @@ from dp.judge.base import load_judge
 from dp.judge.prefix_reader import read_prefixes
 from dp.judge.truncation import TruncationRule
 from dp.seeds import rng as make_rng
-from dp.simulate.context import build_contexts
-from dp.simulate.registry import make_policy
-from dp.simulate.replay import make_orders, replay, replay_taus
-from dp.simulate.tau_sweep import plan_taus
+from dp.simulate.policies.registry import make_policy
+from dp.simulate.replay.context import build_contexts
+from dp.simulate.replay.driver import make_orders, replay, replay_taus
+from dp.simulate.replay.tau_sweep import plan_taus
 from tests.conftest import invoke
 
 TAUS = [round(0.05 * i, 2) for i in range(1, 20)]  # the 19-point sweep of the paper figures
@@ -105,8 +105,8 @@ def test_score_matrix_equals_pairwise_scores(real_cache, name):
 
 def test_reused_contexts_give_the_same_points(real_cache):
     """`reuse_contexts()` (dp figures) shares one read of the run between simulate calls, same numbers."""
-    from dp.simulate import sweep
-    from dp.simulate.sweep import SimSettings, reuse_contexts, simulate
+    from dp.simulate.replay import sweep
+    from dp.simulate.replay.sweep import SimSettings, reuse_contexts, simulate
 
     calls = [SimSettings(run="esc", policies=("deepprune", "deepprune-oracle"), judge="jaccard",
                          truncate="tokens:30", orders=6, limit=20, sweep=("tau=0.3,0.7",)),

@@ -1,0 +1,244 @@
+"""The live runner's core: one problem's N traces on a real engine, under any policy.
+
+For each problem of a cached reference run, traces are started on vLLM's async
+engine with the reference run's prompts, sampling settings and per-trace seeds.
+`LiveTraces` is where tokens come from (start, stream, stop, resume a trace);
+the policy objects are the simulator's own, driven by one driver per kind:
+
+- prefix policies (DeepPrune, cons, random): `dp.simulate.live.prefix`, every
+  trace started at once, handed to the policy at its decision point, the
+  clustering's losers stopped (`keep` / `resume` modes, see there);
+- DeepConf online: `dp.simulate.live.deepconf`, warm-up traces first, then the
+  rest, each stopped when its running confidence falls below the cut;
+- ESC and Adaptive-Consistency: `dp.simulate.live.waves`, waves of traces
+  started until the policy says the answers agree;
+- Slim-SC: `dp.simulate.live.slimsc`, traces compared at token checkpoints.
+
+Many problems run at once on the same engine (`dp.simulate.live.run`); nothing
+here knows about the others. `compare` replays the simulator on the reference
+traces in each problem's live order and counts the decisions that match.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dp.answers import extract_answer, group_answers, is_correct
+from dp.cache.store import stored_float
+from dp.errors import DPError
+from dp.seeds import derive
+from dp.seeds import rng as make_rng
+from dp.simulate.replay.context import ProblemContext
+from dp.types import FinishReason, Problem, TraceRecord
+from dp.votes import arrival_ranks, majority
+
+MODES = ("keep", "resume")
+
+
+@dataclass
+class ProblemLive:
+    """What happened to one problem live."""
+
+    problem_id: str
+    records: list[TraceRecord]
+    arrival: list[int]  # trace indices in the order they reached the policy (decision point, start)
+    decision_token: np.ndarray  # (N,) tokens at the decision point (the replay's charge)
+    finished: np.ndarray  # (N,) bool, ran to the end and voted
+    tokens: np.ndarray  # (N,) tokens really generated
+    correct: bool
+    seconds: float
+    judge_seconds: float = 0.0
+    judge_pairs: int = 0
+    started: np.ndarray | None = None  # (N,) bool; None = every trace was started
+    answer: str | None = None  # the voted answer
+    weights: np.ndarray | None = None  # (N,) vote weights the policy gave, None = one vote each
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def order(self) -> np.ndarray:
+        """The full arrival order a replay of this problem uses: arrivals, then the never-started."""
+        return np.asarray(full_order(self.arrival, len(self.records)), dtype=np.int64)
+
+
+def live_prefix_id(problem_id: str, t: int) -> int:
+    """A negative trace id for live prefix t of a problem, distinct across problems (judge-score keys)."""
+    base = int.from_bytes(hashlib.blake2b(problem_id.encode(), digest_size=5).digest(), "big")
+    return -(base * 65536 + t + 1)
+
+
+OnDelta = Callable[[int, int, bool], object]  # (trace, tokens already seen, done) -> None or awaitable
+
+
+class LiveTraces:
+    """N traces of one problem on the engine: start, stream, stop, resume. No policy here."""
+
+    def __init__(self, engine, problem: Problem, seeds: list[int], spec, seed: int):
+        from dp.generate.prompts import build_prompt
+        from dp.generate.stream import Stream
+
+        self.engine, self.problem, self.seeds, self.spec, self.seed = engine, problem, seeds, spec, seed
+        self.n = len(seeds)
+        self.prompt_ids = engine.tokenizer(build_prompt(engine.tokenizer, problem),
+                                           add_special_tokens=False)["input_ids"]
+        tag = time.monotonic_ns()
+        self.streams = [Stream(f"{problem.problem_id}-{i}-{tag}") for i in range(self.n)]
+        self.tasks: dict[int, asyncio.Task] = {}
+        self.stopped = np.zeros(self.n, dtype=bool)  # aborted by us
+        self._resumes: list[asyncio.Task] = []
+        self.t0 = time.perf_counter()
+
+    def start(self, t: int, on_delta: OnDelta | None = None) -> asyncio.Task:
+        task = asyncio.ensure_future(self._consume(t, on_delta))
+        self.tasks[t] = task
+        return task
+
+    async def run(self, traces: Iterable[int], on_delta: OnDelta | None = None) -> None:
+        """Start `traces` and wait until each has ended."""
+        await asyncio.gather(*[self.start(t, on_delta) for t in traces])
+
+    async def _consume(self, t: int, on_delta: OnDelta | None) -> None:
+        s, seen = self.streams[t], 0
+        async for _ in self.engine.stream(s, self.prompt_ids, self.spec, self.seeds[t]):
+            if on_delta is not None:
+                out = on_delta(t, seen, s.finish is not None)
+                seen = s.n
+                if inspect.isawaitable(out):
+                    await out
+        if on_delta is not None:  # the end, also when the last delta carried no finish reason
+            out = on_delta(t, seen, True)
+            if inspect.isawaitable(out):
+                await out
+
+    async def stop(self, t: int) -> None:
+        if not self.stopped[t] and self.streams[t].finish is None:
+            self.stopped[t] = True
+            await self.engine.abort(self.streams[t].request_id)
+
+    def resume(self, t: int) -> None:
+        """Continue a stopped trace from where it stopped (a new seed derived from the run's)."""
+        self._resumes.append(asyncio.ensure_future(self._resume(t)))
+
+    async def _resume(self, t: int) -> None:
+        await self.tasks[t]  # the first request has ended: nothing else appends to this stream
+        s = self.streams[t]
+        left = self.spec.max_tokens - s.n
+        if left <= 0 or (s.finish not in (None, FinishReason.ABORT)):
+            return
+        s.finish = None
+        s.request_id = f"{s.request_id}-resume"
+        async for _ in self.engine.stream(s, list(self.prompt_ids) + s.ids, self.spec,
+                                          derive(self.seed, "resume", self.problem.problem_id, t), left):
+            pass
+
+    async def wait(self) -> float:
+        """Wait for every started trace (and resumption); the seconds since the problem began."""
+        while True:
+            pending = [x for x in list(self.tasks.values()) + self._resumes if not x.done()]
+            if not pending:
+                break
+            await asyncio.gather(*pending)
+        for x in list(self.tasks.values()) + self._resumes:
+            x.result()  # re-raise a failure
+        return time.perf_counter() - self.t0
+
+    def confidence(self, t: int, start: int = 0) -> np.ndarray:
+        """Token confidences of trace t from token `start` on, as the cache stores them."""
+        return stored_float(self.streams[t].confidence(start))
+
+    def text(self, t: int) -> tuple[str, np.ndarray]:
+        return self.engine.text(self.streams[t])
+
+    def records(self) -> list[TraceRecord]:
+        return [self.engine.record(self.streams[t], self.problem.problem_id, t, self.seeds[t], self.spec)
+                for t in range(self.n)]
+
+    def tokens(self) -> np.ndarray:
+        return np.array([s.n for s in self.streams], dtype=np.int64)
+
+    def vote(self, records: list[TraceRecord], voters: np.ndarray, arrival: list[int],
+             weights: np.ndarray | None) -> tuple[str | None, bool]:
+        """(voted answer, correct) over the voters' final answers; ties by arrival."""
+        kind = self.problem.kind
+        answers = [extract_answer(r.text, kind) if voters[t] else None for t, r in enumerate(records)]
+        classes = group_answers(answers, kind)
+        ranks = arrival_ranks(np.asarray(full_order(arrival, self.n), dtype=np.int64)[None, :])[0]
+        win = majority(classes, ranks, weights)
+        if win < 0:
+            return None, False
+        answer = answers[int(np.flatnonzero(classes == win)[0])]
+        return answer, bool(is_correct(answer, self.problem.gold, kind))
+
+
+def full_order(arrival: list[int], n: int) -> list[int]:
+    """Arrivals first, then the traces that never arrived, by index."""
+    seen = set(arrival)
+    return list(arrival) + [t for t in range(n) if t not in seen]
+
+
+def driver_for(policy):
+    """The live driver coroutine of a policy object (by the interface it implements)."""
+    from dp.simulate.live.deepconf import drive_deepconf
+    from dp.simulate.live.prefix import drive_prefix
+    from dp.simulate.live.slimsc import drive_slimsc
+    from dp.simulate.live.waves import drive_waves
+    from dp.simulate.policies.base import PrefixPolicy
+    from dp.simulate.policies.deepconf import DeepConf
+    from dp.simulate.policies.sequential import WavePolicy
+    from dp.simulate.policies.slimsc import SlimSC
+
+    if isinstance(policy, PrefixPolicy) and not getattr(policy, "judge_override", None):
+        return drive_prefix
+    if isinstance(policy, DeepConf):
+        return drive_deepconf
+    if isinstance(policy, WavePolicy):
+        return drive_waves
+    if isinstance(policy, SlimSC):
+        return drive_slimsc
+    raise DPError(f"policy '{policy.name}' has no live form")
+
+
+async def run_problem(engine, policy, judge, rule, problem: Problem, seeds: list[int],
+                      spec, mode: str, seed: int) -> ProblemLive:
+    """Run N traces of one problem under `policy`; returns what was generated and decided."""
+    if mode not in MODES:
+        raise DPError(f"unknown live mode '{mode}'; known: {', '.join(MODES)}")
+    lt = LiveTraces(engine, problem, seeds, spec, seed)
+    rng = make_rng(seed, policy.name, problem.problem_id)
+    return await driver_for(policy)(lt, policy, judge=judge, rule=rule, mode=mode, rng=rng)
+
+
+def compare(contexts: list[ProblemContext], policy, lives: list[ProblemLive], seed: int) -> dict:
+    """Replay the simulator on the reference traces in each problem's live order."""
+    by_id = {c.problem_id: c for c in contexts}
+    matched = total = 0
+    per_problem = {}
+    sim_tokens = 0
+    for live in lives:
+        ctx = by_id[live.problem_id]
+        plan = policy.plan(ctx, live.order[None, :], make_rng(seed, policy.name, ctx.problem_id))
+        sim_finish = plan.voters[0]
+        same = int((sim_finish == live.finished).sum())
+        matched += same
+        total += ctx.n
+        tokens = int(np.minimum(plan.stop_at[0], ctx.lengths).sum())
+        sim_tokens += tokens
+        per_problem[live.problem_id] = {"tokens": tokens, "live_tokens": int(live.tokens.sum()),
+                                        "decisions_matched": same,
+                                        "prefixes_identical": _same_prefixes(ctx, live)}
+    return {"simulated_tokens": sim_tokens, "decisions_matched": matched, "decisions_total": total,
+            "simulated_per_problem": per_problem}
+
+
+def _same_prefixes(ctx: ProblemContext, live: ProblemLive) -> bool | None:
+    """Prefix policies: whether every live prefix equals the cached one (None for other policies)."""
+    if ctx.scores is None:
+        return None
+    return all(p.text == (live.records[t].text[: len(p.text)]) and int(live.decision_token[t]) == p.n_tokens
+               for t, p in enumerate(ctx.scores.prefixes))

@@ -1,0 +1,312 @@
+"""`run_live`: the library call behind `dp live`.
+
+Reads a cached reference run (problems, sampling settings, per-trace seeds),
+starts the streaming engine, runs the policy live (see `dp.simulate.live`) with
+up to `max_in_flight` problems at once on the one engine, so that the batch
+stays full as pruning frees capacity (decisions per problem do not depend on the
+others), stores each problem's traces as soon as it is done (so a Ctrl-C or a
+failing judge keeps what was generated), and with `compare` times a full
+generation of the same traces (same window of problems in flight) and replays
+the simulator in each problem's live order. The engine is shut down on every
+exit path (unless the caller passed its own).
+
+A live run is stored with `"complete": false` in its settings until every
+problem is done; running the same `dp live` again on such a run (same
+reference run, policy, parameters, judge, rule, mode and seed) resumes it: the
+stored problems are read back, not redone, and the output covers them all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from dp.cache.live import read_live_rows, write_live_rows
+from dp.cache.store import Cache, RunInfo
+from dp.errors import DPError
+from dp.judge.base import load_judge
+from dp.judge.truncation import TruncationRule
+from dp.simulate.live.problem import ProblemLive, compare, driver_for, run_problem
+from dp.simulate.policies.basic import Consensus
+from dp.simulate.policies.registry import make_policy
+from dp.simulate.replay.context import build_contexts
+
+
+@dataclass(frozen=True)
+class LiveSettings:
+    reference_run: str
+    live_run: str
+    policy: str = "deepprune"
+    params: dict = dataclasses.field(default_factory=dict)
+    judge: str = "features"
+    truncate: str = "words:25"
+    mode: str = "keep"
+    max_in_flight: int = 4
+    dtype: str | None = None  # engine dtype; None = the engine's default (float32 on a CPU)
+    limit: int | None = None
+    seed: int = 0
+    compare: bool = False
+    replace: bool = False
+    engine: str = "vllm"  # vllm, or replay: dp.generate.replay_engine, a stand-in for a GPU's pace
+    replay_rate: float | None = None  # replay: engine tokens/s (None = as fast as dp takes them)
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise DPError(f"unknown live engine '{self.engine}'; choose one of {', '.join(ENGINES)}")
+
+
+ENGINES = ("vllm", "replay")
+IDENTITY = ("reference_run", "policy", "params", "judge", "truncate", "mode", "seed", "dtype", "engine")
+
+
+def resumable(cache: Cache, s: LiveSettings) -> dict | None:
+    """Per-problem results of an interrupted live run with these settings (to resume it),
+    None when the live run is new or replaced; an error for a complete or different one."""
+    if s.replace or not cache.has_run(s.live_run):
+        return None
+    stored = cache.run_info(s.live_run)["settings"]
+    if stored.get("complete", True):
+        raise DPError(f"run '{s.live_run}' already exists; use --replace or another --live-run")
+    mine = dataclasses.asdict(s)
+    diff = [k for k in IDENTITY if stored.get(k, "vllm" if k == "engine" else None) != mine[k]]
+    if diff:
+        raise DPError(f"run '{s.live_run}' is an interrupted live run with other settings ({', '.join(diff)}); "
+                      "use --replace or another --live-run")
+    return dict(stored.get("done", {}))
+
+
+@dataclass
+class _Job:
+    """One policy's live run inside a session."""
+
+    s: LiveSettings
+    policy: object
+    judge: object
+    done: dict | None
+    lives: list
+    done_wall: float
+    live_seconds: float = 0.0
+
+
+def run_live(cache: Cache, s: LiveSettings, progress: bool = True) -> dict:
+    """Run one policy live (see `run_lives`)."""
+    return run_lives(cache, [s], progress)[0]
+
+
+def run_lives(cache: Cache, settings: list[LiveSettings], progress: bool = True) -> list[dict]:
+    """Run each policy live in turn on ONE engine (same reference run, dtype and window);
+    with `compare` on any, the full generation of the same traces is timed once, after them."""
+    from dp.generate.sampling import SamplingSpec
+    from dp.generate.stream import StreamEngine
+
+    first = settings[0]
+    if any((x.reference_run, x.dtype, x.max_in_flight, x.limit, x.engine, x.replay_rate) != (
+           first.reference_run, first.dtype, first.max_in_flight, first.limit, first.engine, first.replay_rate)
+           for x in settings):
+        raise DPError("policies run together must share the reference run, dtype, window, limit and engine")
+    if len({x.live_run for x in settings}) < len(settings):
+        raise DPError("each policy needs its own live run name")
+    if first.max_in_flight < 1:
+        raise DPError(f"--max-problems-in-flight must be >= 1, got {first.max_in_flight}")
+    ref = cache.run_info(first.reference_run)
+    spec = SamplingSpec.from_dict(ref["sampling"]) if ref["sampling"] else None
+    problems = cache.load_run(first.reference_run)[: first.limit]
+    if first.engine == "replay":  # any cached run (imported too): its traces are what the stand-in streams
+        spec, problems = replay_inputs(spec, problems)
+    elif spec is None or ref["source"] != "generate":
+        raise DPError(f"run '{first.reference_run}' was not generated by dp generate; dp live needs its seeds "
+                      "and settings (or use --engine replay, which streams the cached traces)")
+    jobs = []
+    for s in settings:  # every check before the engine starts
+        TruncationRule.parse(s.truncate)
+        policy = make_policy(s.policy, **s.params, accounting="concurrent" if s.mode == "keep" else "paper")
+        driver_for(policy)  # a policy without a live form is a one-line error
+        judge = load_judge(s.judge, seed=s.seed) if policy.needs_judge else None
+        done = resumable(cache, s)
+        lives = [_read_problem(cache, s.live_run, pt.problem.problem_id, done[pt.problem.problem_id])
+                 for pt in problems if done and pt.problem.problem_id in done]
+        wall = cache.run_info(s.live_run)["settings"].get("live_wall", 0.0) if done else 0.0
+        jobs.append(_Job(s, policy, judge, done, lives, wall))
+    timing = {"full_seconds": 0.0, "full_tokens": 0}
+    engine_settings: dict = {}
+
+    async def window(run_one, todo, on_done=None) -> float:
+        """Run `run_one(pt)` for every problem, at most max_in_flight at once; wall seconds."""
+        gate = asyncio.Semaphore(first.max_in_flight)
+
+        async def one(pt):
+            async with gate:
+                result = await run_one(pt)
+            if on_done is not None:
+                on_done(pt, result)
+
+        t0 = time.perf_counter()
+        try:
+            async with asyncio.TaskGroup() as group:  # a failure cancels the problems still running
+                for pt in todo:
+                    group.create_task(one(pt))
+        except BaseExceptionGroup as eg:  # the first failure, as itself (a DPError stays one line)
+            raise eg.exceptions[0] from None
+        return time.perf_counter() - t0
+
+    async def run_job(engine, job: _Job) -> None:
+        s = job.s
+        rule = TruncationRule.parse(s.truncate)
+        if job.done is None:
+            with cache.transaction():
+                cache.create_run(RunInfo(
+                    run=s.live_run, model=ref["model"], engine=engine.name, tokenizer=ref["tokenizer"],
+                    source="live", dataset=ref["dataset"], n=ref["n"], seed=ref["seed"],
+                    sampling=ref["sampling"], prompt_template=ref["prompt_template"],
+                    settings={"reference_run": s.reference_run, **dataclasses.asdict(s),
+                              "engine": engine.settings(), "complete": False, "done": {}},
+                ), replace=s.replace)
+                cache.add_problems(s.live_run, [p.problem for p in problems])
+        elif progress:
+            print(f"resuming live run '{s.live_run}': {len(job.lives)} of {len(problems)} problems already done",
+                  flush=True)
+        t0 = time.perf_counter()
+
+        def stored(pt, live: ProblemLive) -> None:
+            store_problem(cache, s.live_run, live, wall=job.done_wall + time.perf_counter() - t0)
+            job.lives.append(live)
+            if progress:
+                print(f"[{len(job.lives)}/{len(problems)}] {s.policy} {pt.problem.problem_id}: kept "
+                      f"{int(live.finished.sum())}/{pt.n}, {int(live.tokens.sum())} tokens, {live.seconds:.1f} s",
+                      flush=True)
+
+        todo = [pt for pt in problems if not (job.done and pt.problem.problem_id in job.done)]
+        job.live_seconds = job.done_wall + await window(
+            lambda pt: run_problem(engine, job.policy, job.judge, rule, pt.problem, [int(x) for x in pt.seeds],
+                                   spec, s.mode, s.seed), todo, stored)
+
+    async def session() -> None:
+        # one event loop for the whole session: AsyncLLM's output handler lives in it
+        if first.engine == "replay":
+            from dp.generate.replay_engine import replay_stream_engine
+
+            engine = replay_stream_engine(cache, first.reference_run, rate=first.replay_rate)
+        else:
+            engine = StreamEngine(ref["model"], dtype=first.dtype)
+        engine_settings.update(engine.settings())
+        try:
+            for job in jobs:
+                await run_job(engine, job)
+            if any(j.s.compare for j in jobs):  # the same traces in full, same window, for the wall time
+                def counted(pt, full):
+                    timing["full_tokens"] += int(full.tokens.sum())
+
+                rule = TruncationRule.parse(first.truncate)
+                timing["full_seconds"] = await window(
+                    lambda pt: run_problem(engine, Consensus(), None, rule, pt.problem, [int(x) for x in pt.seeds],
+                                           spec, "keep", first.seed), problems, counted)
+        finally:
+            engine.close()
+
+    asyncio.run(session())
+    return [_finish(cache, job, ref, problems, engine_settings, timing) for job in jobs]
+
+
+def replay_inputs(spec, problems: list) -> tuple:
+    """Sampling settings and seeds for the replay engine: the run's own, or (imported runs) the run's N and
+    longest trace, and per-trace seeds that name the cached traces."""
+    from dp.generate.replay_engine import replay_seed
+    from dp.generate.sampling import SamplingSpec
+
+    if spec is None:
+        spec = SamplingSpec(n=max(p.n for p in problems), max_tokens=max(1, max(int(p.lengths.max()) for p in problems)))
+    out = []
+    for pt in problems:
+        if (pt.seeds < 0).any():
+            seeds = np.array([s if s >= 0 else replay_seed(pt.problem.problem_id, int(i))
+                              for s, i in zip(pt.seeds, pt.index, strict=True)], dtype=np.int64)
+            pt = dataclasses.replace(pt, seeds=seeds)
+        out.append(pt)
+    return spec, out
+
+
+def _finish(cache: Cache, job: _Job, ref: dict, problems: list, engine_settings: dict, timing: dict) -> dict:
+    """The output of one policy's live run, stored on the run (complete)."""
+    s, lives, policy = job.s, job.lives, job.policy
+    rule = TruncationRule.parse(s.truncate)
+    out = {
+        "live_run": s.live_run, "reference_run": s.reference_run, "policy": s.policy, "mode": s.mode,
+        "accounting": "concurrent" if s.mode == "keep" else "paper", "problems": len(lives), "n": int(ref["n"]),
+        "live_tokens": int(sum(int(lv.tokens.sum()) for lv in lives)),
+        "live_seconds": job.live_seconds,
+        "problem_seconds_mean": float(np.mean([lv.seconds for lv in lives])) if lives else None,
+        "max_problems_in_flight": s.max_in_flight, "dtype": engine_settings.get("dtype"),
+        "live_accuracy": float(np.mean([lv.correct for lv in lives])) if lives else None,
+        "judge_seconds": float(sum(lv.judge_seconds for lv in lives)),
+        "judge_pairs": int(sum(lv.judge_pairs for lv in lives)),
+        "reference_tokens": int(sum(int(p.lengths.sum()) for p in problems)),
+        "seed": s.seed, "truncate": str(rule), "params": dict(getattr(policy, "params_dict", {})),
+    }
+    if s.compare:
+        sim_policy = make_policy(s.policy, **s.params, accounting=out["accounting"])
+        contexts = build_contexts(cache, s.reference_run, rule, job.judge, limit=s.limit,
+                                  confidence=getattr(sim_policy, "needs_confidence", False))
+        out.update(compare(contexts, sim_policy, lives, s.seed))
+        out.update(full_generation_seconds=timing["full_seconds"], full_tokens=timing["full_tokens"],
+                   **cuts(out, timing["full_tokens"], timing["full_seconds"]))
+    settings = cache.run_info(s.live_run)["settings"]
+    cache.update_run_settings(s.live_run, {
+        **settings, "complete": True, "result": {k: v for k, v in out.items() if k != "simulated_per_problem"},
+        "compare_with": s.reference_run, "simulated_per_problem": out.get("simulated_per_problem", {})})
+    return out
+
+
+def cuts(out: dict, full_tokens: int, full_seconds: float) -> dict:
+    """Token cut, wall-time cut and their ratio against full generation of the same traces."""
+    token_cut = 1 - out["live_tokens"] / full_tokens if full_tokens else None
+    wall_cut = 1 - out["live_seconds"] / full_seconds if full_seconds else None
+    ratio = wall_cut / token_cut if token_cut and wall_cut is not None else None
+    return {"token_cut": token_cut, "wall_cut": wall_cut, "wall_to_token_cut": ratio}
+
+
+def _decision(live: ProblemLive, t: int) -> str:
+    if live.finished[t]:
+        return "finish"
+    return "skip" if live.started is not None and not live.started[t] else "prune"
+
+
+def store_problem(cache: Cache, run: str, live: ProblemLive, wall: float | None = None) -> None:
+    """One problem's live traces, decisions and summary, in one transaction."""
+    rank = {t: i for i, t in enumerate(live.arrival)}
+    n = len(live.records)
+    with cache.transaction():
+        cache.write_traces(run, live.records)
+        write_live_rows(cache, run, live.problem_id, [rank.get(t, -1) for t in range(n)],
+                        [_decision(live, t) for t in range(n)],
+                        [int(x) for x in live.decision_token], [int(x) for x in live.tokens])
+        settings = cache.run_info(run)["settings"]
+        settings.setdefault("done", {})[live.problem_id] = {
+            "correct": bool(live.correct), "seconds": live.seconds, "judge_seconds": live.judge_seconds,
+            "judge_pairs": live.judge_pairs}
+        if wall is not None:
+            settings["live_wall"] = wall
+        cache.update_run_settings(run, settings)
+
+
+def _read_problem(cache: Cache, run: str, problem_id: str, summary: dict) -> ProblemLive:
+    """A stored problem of an interrupted live run, as the ProblemLive that produced it."""
+    from dp.types import FinishReason, TraceRecord
+
+    pt = next(p for p in cache.load_run(run) if p.problem.problem_id == problem_id)
+    rows = read_live_rows(cache, run, problem_id)
+    texts = cache.texts(pt.trace_ids)
+    ids = cache.token_arrays(pt.trace_ids, "token_id")
+    offsets = cache.token_arrays(pt.trace_ids, "end_offset")
+    records = [TraceRecord(problem_id=problem_id, index=int(i), text=t, token_ids=k, offsets=o,
+                           seed=int(sd), finish_reason=FinishReason(f))
+               for i, t, k, o, sd, f in zip(pt.index, texts, ids, offsets, pt.seeds, pt.finish, strict=True)]
+    arrived = np.flatnonzero(rows["arrival"] >= 0)
+    return ProblemLive(
+        problem_id=problem_id, records=records, arrival=[int(t) for t in arrived[np.argsort(rows["arrival"][arrived])]],
+        decision_token=rows["decision_token"], finished=rows["decision"] == "finish", tokens=rows["tokens"],
+        started=rows["decision"] != "skip", correct=bool(summary["correct"]), seconds=float(summary["seconds"]),
+        judge_seconds=float(summary["judge_seconds"]), judge_pairs=int(summary["judge_pairs"]))
