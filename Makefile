@@ -49,6 +49,7 @@ bench: setup
 	$(PY) benchmarks/bench_cache.py
 	$(PY) benchmarks/bench_simulate.py
 	OMP_WAIT_POLICY=PASSIVE $(PY) benchmarks/bench_scale.py --scale 1/16 --out out/scale
+	OMP_WAIT_POLICY=PASSIVE $(PY) benchmarks/bench_overhead.py --size small --out out/overhead
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -205,7 +205,8 @@ class TransformersEngine(EngineBase):
     batch-mates; slow, and meant as a reference and a fallback.
     """
 
-    def __init__(self, model: str = "smollm2-135m", *, dtype: str = "float32", threads: int | None = None):
+    def __init__(self, model: str = "smollm2-135m", *, dtype: str = "float32", threads: int | None = None,
+                 device: str | None = None):
         super().__init__(model)
         import torch
         import transformers
@@ -219,7 +220,8 @@ class TransformersEngine(EngineBase):
             self.model = AutoModelForCausalLM.from_pretrained(str(self.model_path), dtype=getattr(torch, dtype))
         except Exception as exc:  # noqa: BLE001
             raise DPError(f"transformers could not load model '{model}': {one_line(exc)}") from exc
-        self.model.eval()
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")  # a GPU when there is one
+        self.model.to(self.device).eval()
         eos = self.model.generation_config.eos_token_id
         eos = [eos] if isinstance(eos, int) else list(eos or [])
         self.eos_ids = sorted(set(eos) | {self.tokenizer.eos_token_id} - {None})
@@ -227,7 +229,7 @@ class TransformersEngine(EngineBase):
     def settings(self) -> dict:
         import torch
 
-        return {"engine": self.name, "dtype": self._dtype, "threads": torch.get_num_threads()}
+        return {"engine": self.name, "dtype": self._dtype, "threads": torch.get_num_threads(), "device": self.device}
 
     def generate(self, jobs: list[Job], spec: SamplingSpec) -> Iterator[TraceRecord]:
         import torch
@@ -236,7 +238,7 @@ class TransformersEngine(EngineBase):
         if spec.greedy:
             sample = dict(do_sample=False, temperature=None, top_p=None, top_k=None)
         for job in jobs:
-            prompt = torch.tensor([self.prompt_ids(job)])
+            prompt = torch.tensor([self.prompt_ids(job)], device=self.device)
             with torch.random.fork_rng(devices=[]), torch.inference_mode():
                 torch.manual_seed(job.seed)
                 out = self.model.generate(
@@ -249,8 +251,8 @@ class TransformersEngine(EngineBase):
             top = logp.topk(spec.topk_logprobs, dim=-1)
             sampled = logp.gather(1, ids[:, None].long())[:, 0]
             finish = FinishReason.STOP if ids.numel() and int(ids[-1]) in self.eos_ids else FinishReason.LENGTH
-            yield self._record(job, spec, ids.numpy(), sampled.numpy(), top.indices.numpy(),
-                               top.values.numpy(), finish)
+            yield self._record(job, spec, ids.cpu().numpy(), sampled.float().cpu().numpy(), top.indices.cpu().numpy(),
+                               top.values.float().cpu().numpy(), finish)
 
 
 ENGINES = {"vllm": VLLMEngine, "transformers": TransformersEngine}

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dp.confidence import token_confidence
 from dp.errors import DPError
 from dp.generate.engines import EngineBase, one_line, vllm_env
 from dp.generate.records import build_record
@@ -22,21 +23,54 @@ from dp.generate.watchdog import guard_engines
 from dp.quiet import is_quiet
 from dp.types import FinishReason, TraceRecord
 
+FEW = 4  # deltas of at most this many tokens are read with list slices (numpy costs more below)
+COMPACT = 256  # pending top-k rows are folded into float32 confidences this many at a time
+
 
 @dataclass
 class Stream:
-    """What one trace has generated so far."""
+    """What one trace has generated so far: token ids, and per token the sampled log-prob and the
+    confidence (`dp.confidence.token_confidence` of its top-k), kept as float32 arrays; only the
+    last < COMPACT positions are held as top-k rows, so memory is ~50 bytes a token, not k floats."""
 
     request_id: str
     ids: list[int] = field(default_factory=list)
-    sampled: list[float] = field(default_factory=list)  # log-prob of each sampled token
-    topk_ids: list[list[int]] = field(default_factory=list)
-    topk_lp: list[list[float]] = field(default_factory=list)
+    sampled: list[float] = field(default_factory=list)  # pending: log-prob of each sampled token
+    topk_lp: list[list[float]] = field(default_factory=list)  # pending: top-k log-probs of each position
     finish: FinishReason | None = None
+    k: int = 0  # top-k entries per position
+    _chunks: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)  # (sampled, confidence)
+    _done: int = 0  # positions folded into _chunks
 
     @property
     def n(self) -> int:
         return len(self.ids)
+
+    def compact(self) -> None:
+        """Fold the pending rows into float32 arrays (row by row the same numbers as on the whole trace)."""
+        if self.topk_lp:
+            rows = np.asarray(self.topk_lp, dtype=np.float32).reshape(-1, self.k)
+            self._chunks.append((np.asarray(self.sampled, dtype=np.float32), token_confidence(rows, self.k)))
+            self._done += len(self.topk_lp)
+            self.sampled, self.topk_lp = [], []
+
+    def confidence(self, start: int = 0) -> np.ndarray:
+        """Token confidences from position `start` on (float32, not rounded), in O(positions asked)."""
+        parts, at = [], self._done
+        for _, conf in reversed(self._chunks):
+            if at <= start:
+                break
+            at -= conf.size
+            parts.append(conf[max(0, start - at):])
+        parts.reverse()
+        pend = self.topk_lp[max(0, start - self._done):]
+        if pend:
+            parts.append(token_confidence(np.asarray(pend, dtype=np.float32).reshape(-1, self.k), self.k))
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
+    def logprobs(self) -> np.ndarray:
+        self.compact()
+        return np.concatenate([s for s, _ in self._chunks]) if self._chunks else np.zeros(0, dtype=np.float32)
 
 
 class StreamEngine(EngineBase):
@@ -82,16 +116,24 @@ class StreamEngine(EngineBase):
         if max_tokens is not None:
             params.max_tokens = max_tokens
         k1 = spec.topk_logprobs + 1
+        stream.k = spec.topk_logprobs
         async for out in self.engine.generate(TokensPrompt(prompt_token_ids=list(prompt_ids)), params,
                                               stream.request_id):
             o = out.outputs[0]
             ids = list(o.token_ids)
-            if ids:
-                lp, tid = _positions(o.logprobs, len(ids), k1)
+            if len(ids) <= FEW and len(o.logprobs.logprobs) == len(ids) * k1:  # the usual delta: list slices
+                lps = o.logprobs.logprobs
+                for a in range(0, len(lps), k1):
+                    stream.sampled.append(lps[a])
+                    stream.topk_lp.append(lps[a + 1: a + k1])
+                stream.ids += ids
+            elif ids:
+                lp, _ = _positions(o.logprobs, len(ids), k1)
                 stream.ids += ids
                 stream.sampled += lp[:, 0].tolist()
-                stream.topk_ids += tid[:, 1:].tolist()
                 stream.topk_lp += lp[:, 1:].tolist()
+            if len(stream.topk_lp) >= COMPACT:
+                stream.compact()
             if o.finish_reason:
                 stream.finish = FinishReason(o.finish_reason) if o.finish_reason in ("stop", "length", "abort") \
                     else FinishReason.UNKNOWN
@@ -106,13 +148,13 @@ class StreamEngine(EngineBase):
 
     def record(self, stream: Stream, problem_id: str, index: int, seed: int, spec: SamplingSpec) -> TraceRecord:
         n = stream.n
-        return build_record(
+        stream.k = stream.k or spec.topk_logprobs
+        conf = stream.confidence(0)  # the top-k were folded into confidences: one column whose
+        return build_record(         # token_confidence (k = 1) is exactly that confidence
             problem_id=problem_id, index=index, seed=seed, token_ids=np.asarray(stream.ids, dtype=np.int32),
-            sampled_logprobs=np.asarray(stream.sampled, dtype=np.float32),
-            topk_ids=np.asarray(stream.topk_ids, dtype=np.int32).reshape(n, spec.topk_logprobs),
-            topk_logprobs=np.asarray(stream.topk_lp, dtype=np.float32).reshape(n, spec.topk_logprobs),
-            finish_reason=stream.finish or FinishReason.ABORT, k=spec.topk_logprobs, store_topk=False,
-            token_text=self.token_text,
+            sampled_logprobs=stream.logprobs(), topk_ids=np.zeros((n, 1), dtype=np.int32),
+            topk_logprobs=-conf.reshape(n, 1), finish_reason=stream.finish or FinishReason.ABORT, k=1,
+            store_topk=False, token_text=self.token_text,
         )
 
     def close(self) -> None:

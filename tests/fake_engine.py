@@ -40,7 +40,7 @@ class FakeEngine(EngineBase):
         t = int(stream.request_id.removesuffix("-resume").split("-")[-2])
         ids = self.tokenizer(script(t), add_special_tokens=False)["input_ids"]
         ids = ids[stream.n:][: max_tokens or spec.max_tokens - stream.n]
-        k = spec.topk_logprobs
+        k = stream.k = spec.topk_logprobs
         for i in ids:
             await asyncio.sleep(self.pause)
             if stream.request_id in self.aborted:
@@ -49,7 +49,6 @@ class FakeEngine(EngineBase):
                 return
             stream.ids.append(int(i))
             stream.sampled.append(-0.1)
-            stream.topk_ids.append(list(range(k)))
             stream.topk_lp.append(list(np.linspace(-0.1, -5.0, k)))
             yield stream
         stream.finish = FinishReason.STOP

@@ -57,6 +57,7 @@ class FakeEngine:
         ids = self.trace_ids(seed)[: max_tokens or spec.max_tokens]
         full = self.trace_ids(seed)
         rng = np.random.default_rng([seed, 7])
+        stream.k = spec.topk_logprobs
         at = 0
         while at < len(ids):
             await asyncio.sleep(0)
@@ -69,7 +70,6 @@ class FakeEngine:
             lp = -rng.gamma(2.0, 1.0, size=(len(new), spec.topk_logprobs + 1)).astype(np.float32)
             stream.ids += new
             stream.sampled += lp[:, 0].tolist()
-            stream.topk_ids += [[0] * spec.topk_logprobs for _ in new]
             stream.topk_lp += lp[:, 1:].tolist()
             if at == len(ids):
                 stream.finish = FinishReason.STOP if len(ids) == len(full) else FinishReason.LENGTH

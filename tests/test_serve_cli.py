@@ -50,7 +50,7 @@ def test_server_settings_reach_the_server_bounded_and_warned(monkeypatch):
 
     seen = {}
 
-    def fake_serve(settings, on_ready=None):
+    def fake_serve(settings, on_ready=None, make_engine=None):
         seen["settings"] = settings
         return {"answered": 0}
 

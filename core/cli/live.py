@@ -36,6 +36,11 @@ from dp.cli.options import (
 @click.option("--max-problems-in-flight", "max_in_flight", type=int, default=4, show_default=True,
               help="Problems running at once on the engine (their traces share its batch).")
 @dtype_option
+@click.option("--engine", type=click.Choice(["vllm", "replay"]), default="vllm", show_default=True,
+              help="vllm: the real engine. replay: a stand-in for a GPU engine's pace that streams the cached "
+                   "traces of RUN (any run, imported too) back as vLLM outputs; no model runs.")
+@click.option("--replay-rate", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="With --engine replay: engine tokens per second (default: as fast as dp takes them).")
 @click.option("--limit", type=int, default=None, help="Only the first K problems of the run.")
 @click.option("--compare", is_flag=True, help="Also replay the simulator in the live arrival order and time full generation.")
 @click.option("--replace", is_flag=True, help="Overwrite a live run of the same name.")
@@ -43,8 +48,8 @@ from dp.cli.options import (
 @seed_option
 @verbose_option
 @json_option
-def live_cmd(cache_path, ref_run, live_run, policies, judge, truncate, modes, max_in_flight, dtype, limit, compare,
-             replace, seed, as_json, settings_path=None, **kwargs):
+def live_cmd(cache_path, ref_run, live_run, policies, judge, truncate, modes, max_in_flight, dtype, engine,
+             replay_rate, limit, compare, replace, seed, as_json, settings_path=None, **kwargs):
     """Run POLICY live on vLLM's async engine with the seeds of a cached run; store what it generated.
     Interrupted (Ctrl-C, SIGTERM), the run keeps its finished problems and is marked
     incomplete; the same command again resumes it."""
@@ -64,7 +69,9 @@ def live_cmd(cache_path, ref_run, live_run, policies, judge, truncate, modes, ma
     settings = [LiveSettings(reference_run=ref_run, live_run=live_run or f"{ref_run}-live-{policy}-{mode}",
                              policy=policy, params=params, judge=judge, truncate=truncate, mode=mode,
                              max_in_flight=max_in_flight, dtype=dtype, limit=limit, seed=seed, compare=compare,
-                             replace=replace) for policy, mode in runs]
+                             replace=replace, engine=engine, replay_rate=replay_rate) for policy, mode in runs]
+    if replay_rate is not None and engine != "replay":
+        raise DPError("--replay-rate needs --engine replay")
     with Cache(cache_path, write=True) as cache:
         outs = run_lives(cache, settings, progress=not as_json)
     outs = [{**out, "cache": cache_path, **stamp()} for out in outs]
@@ -79,7 +86,7 @@ def _echo(out: dict, judge: str) -> None:
     click.echo(f"live run '{out['live_run']}' ({out['policy']}, {out['mode']} mode, {out['problems']} problems x "
                f"{out['n']} traces, seed {out['seed']}, truncate {out['truncate']}, judge {judge})")
     click.echo(f"  live: {out['live_tokens']} tokens in {out['live_seconds']:.1f} s ({out['max_problems_in_flight']} "
-               f"problems in flight, {out['dtype']}), accuracy "
+               f"problems in flight, {out['dtype'] or 'replay stand-in'}), accuracy "
                + (f"{out['live_accuracy']:.3f} over {out['graded_problems']} problems with a gold answer, "
                   if out["live_accuracy"] is not None else "n/a (no problem has a gold answer), ") +
                f"judge {out['judge_seconds']:.2f} s for {out['judge_pairs']} pairs")

@@ -46,11 +46,20 @@ SERVABLE = ("deepprune, deepprune-conf, cons, random, deepconf-low, deepconf-hig
 @click.option("--api-key", default=None, envvar="DP_API_KEY",
               help="Require 'Authorization: Bearer KEY' on the /v1 routes (also DP_API_KEY); /health and "
                    "/metrics stay open.")
+@click.option("--engine", type=click.Choice(["vllm", "replay"]), default="vllm", show_default=True,
+              help="replay: a stand-in for a GPU engine's pace that streams the cached traces of --run (a request "
+                   "asks one of its problems); no model runs.")
+@click.option("--run", "replay_run", default=None, help="With --engine replay: the cached run to stream.")
+@click.option("--cache", "replay_cache", default=None, type=click.Path(dir_okay=False),
+              help="With --engine replay: the cache holding --run (default: the default cache).")
+@click.option("--replay-rate", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="With --engine replay: engine tokens per second (default: as fast as dp takes them).")
 @settings_option
 @seed_option
 @verbose_option
 def serve_cmd(model, n, max_tokens, temperature, top_p, policy, judge, truncate, mode, host, port, max_concurrent,
-              record, record_run, drain_timeout, api_key, seed, settings_path=None,
+              record, record_run, drain_timeout, api_key, engine, replay_run, replay_cache,
+              replay_rate, seed, settings_path=None,
               **kwargs):
     """Serve POST /v1/chat/completions (OpenAI schema; `n` = parallel traces, policy knobs in the
     extra field "dp"), GET /v1/models, /health and /metrics on one vLLM engine. SIGTERM drains
@@ -65,6 +74,20 @@ def serve_cmd(model, n, max_tokens, temperature, top_p, policy, judge, truncate,
     from dp.simulate.serve.request import ServerDefaults, live_policies, live_policy
     from dp.simulate.serve.run import serve
 
+    make_engine, replay_db = None, None
+    if engine == "replay":
+        from dp.cache.store import DEFAULT_CACHE, Cache
+        from dp.generate.replay_engine import replay_stream_engine
+
+        if not replay_run:
+            raise DPError("--engine replay needs --run (the cached run to stream)")
+        replay_db = Cache(replay_cache or DEFAULT_CACHE)
+        model = replay_db.run_info(replay_run)["model"]
+
+        def make_engine():
+            return replay_stream_engine(replay_db, replay_run, rate=replay_rate)
+    elif replay_run or replay_cache or replay_rate is not None:
+        raise DPError("--run, --cache and --replay-rate need --engine replay")
     params = given_settings(kwargs)
     (policy,), params, judge, truncate = merge_settings(settings_path, (policy,), params, judge, truncate, "policy")
     if api_key is not None and not api_key.strip():
@@ -92,7 +115,11 @@ def serve_cmd(model, n, max_tokens, temperature, top_p, policy, judge, truncate,
                    + ("; API key required" if api_key else "")
                    + (f"; recording run '{run}' in {record}" if run else "") + ")")
 
-    out = serve(settings, on_ready=ready)
+    try:
+        out = serve(settings, on_ready=ready, make_engine=make_engine)
+    finally:
+        if replay_db is not None:
+            replay_db.close()
     click.echo(f"dp serve: stopped after {out.get('answered', 0)} answered requests; engine shut down")
 
 

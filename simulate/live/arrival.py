@@ -22,12 +22,30 @@ count. Knows nothing about engines or policies.
 from __future__ import annotations
 
 import codecs
+import weakref
 
 import numpy as np
 
 from dp.judge.truncation import TruncationKind, TruncationRule, decision_point, words_pattern
 
 TAIL = 256  # characters kept before the scan position (longer than any reasoning word or phrase)
+_BYTES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # token_text -> {token id: bytes or None}
+
+
+def _token_bytes(token_text, new_ids) -> bytes | None:
+    """`token_text.token_bytes(new_ids)`, memoized per token (a delta is a token or a few)."""
+    memo = _BYTES.get(token_text)
+    if memo is None:
+        memo = _BYTES[token_text] = {}
+    out = []
+    for i in new_ids:
+        b = memo.get(i, False)
+        if b is False:
+            b = memo[i] = token_text.token_bytes([i])
+        if b is None:
+            return None
+        out.append(b)
+    return b"".join(out)
 
 
 class Arrival:
@@ -45,12 +63,16 @@ class Arrival:
         self._base = 0
         self._scan = 0  # absolute character where the next scan starts
         self._count = 0  # reasoning words confirmed so far
+        # a match starting this far before the end is complete: single words need their length + 1
+        # characters; phrases (any whitespace inside) the whole TAIL
+        self._reach = TAIL if any(" " in w for w in rule.words) else max(map(len, rule.words), default=0) + 2
 
     def feed(self, new_ids, done: bool = False) -> int | None:
         """Add the ids of one delta (`done`: the trace has ended); the decision point once reached."""
         if self.point is not None:
             return self.point
-        self.ids.extend(int(i) for i in new_ids)
+        new_ids = [int(i) for i in new_ids]
+        self.ids.extend(new_ids)
         n = len(self.ids)
         if self.rule.kind == TruncationKind.TOKENS:
             if n >= self.rule.k or done:
@@ -64,7 +86,7 @@ class Arrival:
         return self.point
 
     def _append_text(self, new_ids) -> None:
-        raw = self.token_text.token_bytes(new_ids) if self._incremental else None
+        raw = _token_bytes(self.token_text, new_ids) if self._incremental else None
         if raw is None:  # no byte table (or an id without one): decode everything, exactly
             self._incremental = False
             text, _ = self.token_text.decode(np.asarray(self.ids, dtype=np.int64))
@@ -83,8 +105,8 @@ class Arrival:
             if self._count == self.rule.k:
                 return True
         else:
-            # no match can start before end - TAIL without ending before `end`: skip ahead
-            self._scan = max(self._scan, end - TAIL)
+            # no match can start before end - reach without ending before `end`: skip ahead
+            self._scan = max(self._scan, end - self._reach)
         keep = max(self._scan - 1, self._base)  # one character of context for the word boundary
         self._tail, self._base = self._tail[keep - self._base:], keep
         return False

@@ -34,7 +34,6 @@ import numpy as np
 
 from dp.answers import extract_answer, group_answers, is_correct
 from dp.cache.store import stored_float
-from dp.confidence import token_confidence
 from dp.errors import DPError
 from dp.seeds import derive
 from dp.seeds import rng as make_rng
@@ -153,8 +152,7 @@ class LiveTraces:
 
     def confidence(self, t: int, start: int = 0) -> np.ndarray:
         """Token confidences of trace t from token `start` on, as the cache stores them."""
-        rows = np.asarray(self.streams[t].topk_lp[start:], dtype=np.float32).reshape(-1, self.spec.topk_logprobs)
-        return stored_float(token_confidence(rows, self.spec.topk_logprobs))
+        return stored_float(self.streams[t].confidence(start))
 
     def text(self, t: int) -> tuple[str, np.ndarray]:
         return self.engine.text(self.streams[t])

@@ -53,23 +53,35 @@ class Monitor:
 
     def __init__(self, thr: float, window: int):
         self.thr, self.window = float(thr), int(window)
-        self.cs = np.zeros(1)  # cumulative sums, the same sequential additions as np.cumsum
+        self._cs = np.zeros(64)  # cumulative sums (the same sequential additions as np.cumsum), grown by doubling
+        self.n = 0  # tokens fed
         self.stop_at: int | None = None
 
     @property
-    def n(self) -> int:
-        return self.cs.size - 1
+    def cs(self) -> np.ndarray:
+        return self._cs[: self.n + 1]
 
     def feed(self, conf: np.ndarray, done: bool = False) -> int | None:
         if self.stop_at is not None:
             return self.stop_at
         old = self.n
-        if conf.size:
-            self.cs = np.concatenate([self.cs, np.cumsum(np.concatenate([self.cs[-1:], conf]))[1:]])
+        if conf.size:  # O(new tokens) a delta: no copy of what was fed before (but on doubling)
+            if old + 1 + conf.size > self._cs.size:
+                self._cs = np.concatenate([self._cs, np.zeros(max(self._cs.size, conf.size))])
+            if conf.size == 1:  # the usual delta: the same float64 addition as np.cumsum, without numpy calls
+                self._cs[old + 1] = float(self._cs[old]) + float(conf[0])
+            else:
+                self._cs[old + 1: old + 1 + conf.size] = np.cumsum(np.concatenate([self._cs[old: old + 1], conf]))[1:]
+            self.n = old + conf.size
         n, w = self.n, self.window
         if n == 0:
             return None
         first = max(old, w - 1) if not (done and n < w) else n - 1  # positions checked now
+        if n - first == 1:  # one position: the same float64 operations as below, as scalars
+            lo = max(n - w, 0)
+            if (float(self._cs[n]) - float(self._cs[lo])) / (n - lo) < self.thr:
+                self.stop_at = n
+            return self.stop_at
         i = np.arange(first, n) + 1
         lo = np.maximum(i - w, 0)
         run = (self.cs[i] - self.cs[lo]) / (i - lo)

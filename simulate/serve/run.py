@@ -37,8 +37,10 @@ def check_port(host: str, port: int) -> None:
             raise DPError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
 
 
-def serve(settings: ServeSettings, on_ready=None) -> dict:
-    """Start the engine and serve until SIGTERM / Ctrl-C; returns a summary once drained and shut down."""
+def serve(settings: ServeSettings, on_ready=None, make_engine=None) -> dict:
+    """Start the engine and serve until SIGTERM / Ctrl-C; returns a summary once drained and shut down.
+    `make_engine()` (called inside the server's loop) replaces the vLLM engine, e.g. the trace-driven
+    stand-in of `dp.generate.replay_engine`."""
     import uvicorn
 
     class _Server(uvicorn.Server):
@@ -61,8 +63,8 @@ def serve(settings: ServeSettings, on_ready=None) -> dict:
         nonlocal record_spec
         from dp.generate.stream import StreamEngine
 
-        engine = StreamEngine(settings.defaults.model, max_prompt_tokens=MAX_PROMPT_TOKENS,
-                              max_model_len=MAX_MODEL_LEN)
+        engine = make_engine() if make_engine is not None else StreamEngine(
+            settings.defaults.model, max_prompt_tokens=MAX_PROMPT_TOKENS, max_model_len=MAX_MODEL_LEN)
         try:
             if settings.record:
                 record_spec = _record_spec(settings, engine, run)
