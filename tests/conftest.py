@@ -66,3 +66,16 @@ def run_tokens(path, run: str) -> dict:
             for idx, ids in zip(p.index, c.token_arrays(p.trace_ids, "token_id")):
                 out[(p.problem.problem_id, int(idx))] = ids.tolist()
         return out
+
+
+@pytest.fixture(scope="session")
+def arith_reference(tmp_path_factory):
+    """One `dp generate` of 3 arith problems x 8 traces x 48 tokens, seed 3, shared by the slow live
+    tests (each copies the file before writing)."""
+    path = tmp_path_factory.mktemp("arith") / "arith.duckdb"
+    gen = [*DP, "generate", "--cache", str(path), "--run", "arith", "--limit", "3", "--n", "8", "--max-tokens", "48",
+           "--seed", "3", "--enforce-eager", "--no-progress"]
+    r = subprocess.run(gen, capture_output=True, text=True, timeout=900, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    return path
+

@@ -244,7 +244,7 @@ def test_traces_a_policy_never_started_are_not_stored_as_traces(tmp_path):
     import json
 
     from dp.cache.store import Cache
-    from dp.simulate.live.run import _read_problem
+    from dp.simulate.live.store import read_problem
     from dp.simulate.serve.record import read_requests, record
     from tests.conftest import invoke
 
@@ -263,7 +263,7 @@ def test_traces_a_policy_never_started_are_not_stored_as_traces(tmp_path):
     assert info["traces"] == 2 and info["tokens"] == 6  # the two that ran; none without an answer
     assert info["same_answer_pair_rate"] == 1.0
     with Cache(path) as c:
-        back = _read_problem(c, "serve-t", "chatcmpl-esc", read_requests(c, "serve-t")["chatcmpl-esc"]["done"])
+        back = read_problem(c, "serve-t", "chatcmpl-esc", read_requests(c, "serve-t")["chatcmpl-esc"]["done"])
     assert list(back.started) == [True, True, False, False] and [r.index for r in back.records] == [0, 1, 2, 3]
     assert [r.text for r in back.records] == ["\\boxed{5}", "\\boxed{5}", "", ""] and back.arrival == [0, 1]
 

@@ -34,7 +34,7 @@ from dp.cache.lock import CacheLocked, lock_wait
 from dp.cache.store import Cache, RunInfo
 from dp.errors import DPError
 from dp.simulate.live.problem import ProblemLive
-from dp.simulate.live.run import live_summary, store_problem, stored_records
+from dp.simulate.live.store import live_summary, store_problem, stored_records
 
 
 @dataclasses.dataclass(frozen=True)
