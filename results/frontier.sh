@@ -11,13 +11,13 @@ if [ ! -f "$C" ]; then
   $DP import ../shared/data/traces/qwen25math_math_cot_100.jsonl --format qwen-math --run qwen --cache "$C"
 fi
 # the shipped features judge was trained on these two files: cross-fitted judges only (5 folds)
-$DP frontier --cache "$C" --run esc --crossfit 5 --truncate tokens:8 --orders 20 --out "$OUT/esc" --json > "$OUT/esc.json"
-$DP frontier --cache "$C" --run qwen --crossfit 5 --truncate tokens:40 --truncate words:25 --orders 20 --out "$OUT/qwen" --json > "$OUT/qwen.json"
+$DP frontier --cache "$C" --run esc --crossfit 5 --truncate tokens:8 --orders 20 --out "$OUT/esc"
+$DP frontier --cache "$C" --run qwen --crossfit 5 --truncate tokens:40 --truncate words:25 --orders 20 --out "$OUT/qwen"
 $DP tune --cache "$C" --run esc --crossfit 5 --truncate tokens:8 --orders 20 --tolerance 0.01 --out "$OUT/tuned_esc.json" --json > "$OUT/tune_esc.json"
 $DP tune --cache "$C" --run qwen --crossfit 5 --truncate tokens:40 --orders 20 --tolerance 0.01 --out "$OUT/tuned_qwen.json" --json > "$OUT/tune_qwen.json"
 # the generated default run (make demo's cache): the features judge never saw these questions
 if [ -f dp.duckdb ] || [ -n "${DEFAULT_CACHE:-}" ]; then
   D=${DEFAULT_CACHE:-dp.duckdb}
-  $DP frontier --cache "$D" --run default --truncate tokens:8 --orders 20 --out "$OUT/default" --json > "$OUT/default.json"
+  $DP frontier --cache "$D" --run default --truncate tokens:8 --orders 20 --out "$OUT/default"
   $DP tune --cache "$D" --run default --truncate tokens:8 --orders 20 --tolerance 0.01 --out "$OUT/tuned_default.json" --json > "$OUT/tune_default.json"
 fi
