@@ -4,7 +4,8 @@
 1. inter-trace redundancy (`redundancy`), 2. judge ROC curves (`roc`),
 3. truncation ablation (`truncation`), 4. threshold ablation (`threshold`),
 5. the main table (`main_table`), 6. accuracy against tokens (`pareto`),
-7. live against simulated tokens (`live`), and writes report.md and figures.json.
+7. live against simulated tokens (`live`), the frontier of each run that `dp frontier --out`
+wrote there (`frontier`), and writes report.md and figures.json.
 Simulator numbers are read from `sim_points` or computed by `dp.simulate.replay.sweep.simulate`
 (`points`); judge scores go through the judge-score cache. Nothing here generates traces.
 """

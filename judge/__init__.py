@@ -9,7 +9,9 @@ fine-tune: top layers or LoRA), `finetune` (the resumable, validated loop), `lm_
 (LM hidden-state embeddings + a pair classifier), `losses` (focal loss and the shared
 training loop), `loro` (leave-one-run-out evaluation), `pairs` (labelled pairs of a run),
 `metrics` (AUROC, TNR at FNR), `scoring` (through the score cache), `train`
-(the library behind `dp judge`).
+(the library behind `dp judge`), `crossfit` (K judges on folds of problems), `insample` (what
+a judge saw), `prefix_reader` (prefix texts read by offsets), `sampled_pairs` (the one seeded
+pair sample the figures share). Never imports `dp.simulate` or `dp.figures`.
 """
 
 from dp.judge.base import JUDGES, Judge, Prefix, load_judge, register_judge
