@@ -9,10 +9,14 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 from dp.generate.watchdog import _stat, descendants
 
-DP = [sys.executable, "-m", "dp.cli"]
+# the `dp` script as a user runs it (vLLM's spawned engine processes re-import the script, and with
+# it `dp.interrupts`, which keeps Ctrl-C away from them); `python -m dp.cli` where it is missing
+_SCRIPT = Path(sys.executable).with_name("dp")
+DP = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "dp.cli"]
 
 
 def _terminal_signals() -> None:

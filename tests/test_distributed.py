@@ -30,8 +30,8 @@ from dp.generate.runner import build_jobs
 from dp.generate.sampling import SamplingSpec
 from dp.types import AnswerKind, Problem
 from tests.conftest import invoke
+from tests.proc_helpers import DP  # noqa: E402
 
-DP = [sys.executable, "-m", "dp.cli"]
 N, MAX_TOKENS, SEED, LIMIT = 4, 32, 7, 3
 ARGS = ["--limit", str(LIMIT), "--n", str(N), "--max-tokens", str(MAX_TOKENS), "--seed", str(SEED),
         "--enforce-eager", "--batch", "2", "--json", "--no-progress"]

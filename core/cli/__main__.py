@@ -1,5 +1,6 @@
-"""`python -m dp.cli`: the `dp` command."""
+"""`python -m dp.cli`: the `dp` command (the `dp` script is the same command)."""
 
 from dp.cli import main
 
-main()
+if __name__ == "__main__":
+    main()
