@@ -47,7 +47,10 @@ def _work(conn) -> None:
 
     conn.send("ready")
     while True:
-        msg = conn.recv()
+        try:
+            msg = conn.recv()
+        except EOFError:  # the server went away without saying goodbye: nothing more to grade
+            return
         if msg is None:
             return
         answers, kind = msg

@@ -17,7 +17,7 @@ from dp.judge.insample import problem_digest
 from dp.judge.truncation import TruncationRule
 from dp.seeds import rng as make_rng
 from dp.simulate.policies.registry import make_policy
-from dp.simulate.replay.context import build_contexts
+from dp.simulate.replay.context import build_contexts, equip
 from dp.simulate.serve.app import Served, ServeSettings, create_app
 from dp.simulate.serve.record import RunSpec
 from dp.simulate.serve.request import ServerDefaults, live_policies
@@ -56,7 +56,7 @@ def test_every_live_policy_answers_is_recorded_and_replays_decision_for_decision
     if policy in ("esc", "adaptive"):
         assert dp["traces_started"] < 8  # stopped early: a partial arrival list
     rule = TruncationRule.parse("tokens:8")
-    built = make_policy(policy, K2=2, **extra, accounting="concurrent")
+    built = equip(make_policy(policy, K2=2, **extra, accounting="concurrent"))  # Slim-SC: its embedder
     with Cache(tmp_path / "served.duckdb") as c:
         ctx = build_contexts(c, "serve-t", rule, load_judge("jaccard") if built.needs_judge else None,
                              confidence=getattr(built, "needs_confidence", False))[0]

@@ -83,7 +83,8 @@ def resumable(cache: Cache, s: LiveSettings) -> dict | None:
     if stored.get("complete", True):
         raise DPError(f"run '{s.live_run}' already exists; use --replace or another --live-run")
     mine = dataclasses.asdict(s)
-    diff = [k for k in IDENTITY if stored.get(k, "vllm" if k == "engine" else None) != mine[k]]
+    # "engine" in a run's settings holds the engine's own settings; its kind is "engine_kind"
+    diff = [k for k in IDENTITY if (stored.get("engine_kind", "vllm") if k == "engine" else stored.get(k)) != mine[k]]
     if diff:
         raise DPError(f"run '{s.live_run}' is an interrupted live run with other settings ({', '.join(diff)}); "
                       "use --replace or another --live-run")
@@ -181,7 +182,7 @@ def run_lives(cache: Cache, settings: list[LiveSettings], progress: bool = True)
                     source="live", dataset=ref["dataset"], n=ref["n"], seed=ref["seed"],
                     sampling=ref["sampling"], prompt_template=ref["prompt_template"],
                     settings={"reference_run": s.reference_run, **dataclasses.asdict(s),
-                              "engine": engine.settings(), "complete": False, "done": {}},
+                              "engine": engine.settings(), "engine_kind": s.engine, "complete": False, "done": {}},
                 ), replace=s.replace)
                 cache.add_problems(s.live_run, [p.problem for p in problems])
         elif progress:
