@@ -4,7 +4,10 @@
 KeyboardInterrupt that SIGINT already raises, remembering which signal it was,
 so every command has one interrupt path: the `finally` blocks run (engines are
 shut down, the batch in flight is dropped, what was committed stays), then the
-CLI prints `error: interrupted` and exits 128 + the signal number.
+CLI prints `error: interrupted` and exits 128 + the signal number. Both signals
+are remembered (`interrupted()`): a library that catches the KeyboardInterrupt
+and raises its own error instead (DuckDB does, inside a write that reads an
+Arrow table) still ends the command as an interrupt, not as that error.
 
 Engine processes must not see the terminal's Ctrl-C (sent to the whole process
 group): vLLM's EngineCore and Worker would shut themselves down and `dp` would
@@ -24,7 +27,7 @@ import signal
 import sys
 import threading
 
-_last = {"signum": signal.SIGINT}
+_last = {"signum": signal.SIGINT, "seen": False}
 
 
 def exit_code() -> int:
@@ -32,23 +35,35 @@ def exit_code() -> int:
     return 128 + int(_last["signum"])
 
 
-def _on_term(signum, frame) -> None:
+def interrupted() -> bool:
+    """Whether SIGINT or SIGTERM arrived while `handle_signals()` was active."""
+    return bool(_last["seen"])
+
+
+def _on_signal(signum, frame) -> None:
     _last["signum"] = signum
+    _last["seen"] = True
     raise KeyboardInterrupt
 
 
 @contextlib.contextmanager
 def handle_signals():
-    """SIGTERM raises KeyboardInterrupt in the main thread while the block runs."""
+    """SIGINT and SIGTERM raise KeyboardInterrupt in the main thread while the block runs."""
     _last["signum"] = signal.SIGINT
+    _last["seen"] = False
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.signal(signal.SIGTERM, _on_term)
+    old_term = signal.signal(signal.SIGTERM, _on_signal)
+    old_int = signal.getsignal(signal.SIGINT)
+    if old_int is signal.default_int_handler:  # leave an ignored or custom SIGINT alone
+        signal.signal(signal.SIGINT, _on_signal)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        signal.signal(signal.SIGTERM, old_term)
+        if old_int is signal.default_int_handler:
+            signal.signal(signal.SIGINT, old_int)
 
 
 def _shield_spawned_child() -> None:

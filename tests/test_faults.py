@@ -349,3 +349,42 @@ def test_interrupt_ends_with_one_line_and_128_plus_signal(tmp_path, data_dir, si
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_an_interrupt_a_library_turns_into_its_own_error_still_ends_as_an_interrupt(tmp_path):
+    """Ctrl-C while DuckDB pulls an Arrow stream (as a cache write does): DuckDB catches the
+    KeyboardInterrupt and raises InvalidInputException; the command still ends with
+    `error: interrupted` and exit 130, and the transaction is rolled back (nothing half-written)."""
+    db = tmp_path / "w.duckdb"
+    script = tmp_path / "write.py"
+    script.write_text(textwrap.dedent(f"""
+        import os, signal, click, duckdb, pyarrow as pa
+        from dp.cli import DPGroup
+
+        @click.group(cls=DPGroup)
+        def g():
+            pass
+
+        @g.command()
+        def write():
+            schema = pa.schema([("x", pa.int64())])
+            def batches():
+                yield pa.record_batch([pa.array([1])], schema=schema)
+                os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while DuckDB reads the stream
+                yield pa.record_batch([pa.array([2])], schema=schema)
+            con = duckdb.connect({str(db)!r})
+            con.execute("create table t (x bigint)")
+            con.execute("begin")
+            con.register("_arrow_in", pa.RecordBatchReader.from_batches(schema, batches()))
+            con.execute("insert into t select * from _arrow_in")
+            con.execute("commit")
+
+        g.main(["write"], prog_name="dp")
+    """))
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
+                       preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert r.returncode == 130, r.stderr
+    assert r.stderr.strip().splitlines() == ["error: interrupted"]
+    import duckdb
+
+    assert duckdb.connect(str(db), read_only=True).execute("select count(*) from t").fetchone() == (0,)

@@ -16,7 +16,7 @@ import click
 
 from dp import __version__
 from dp.errors import DPError
-from dp.interrupts import exit_code, handle_signals
+from dp.interrupts import exit_code, handle_signals, interrupted
 
 
 class DPGroup(click.Group):
@@ -42,18 +42,21 @@ class DPGroup(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
-        except DPError as e:
-            click.echo(f"error: {e}", err=True)
-            ctx.exit(e.exit_code)
-        except KeyboardInterrupt:
-            click.echo("error: interrupted", err=True)
-            ctx.exit(exit_code())
         except Exception as e:  # noqa: BLE001 - last line of defence: no tracebacks for users
+            if interrupted():  # a library may raise its own error in place of the interrupt it caught
+                click.echo("error: interrupted", err=True)
+                ctx.exit(exit_code())
+            if isinstance(e, DPError):
+                click.echo(f"error: {e}", err=True)
+                ctx.exit(e.exit_code)
             if os.environ.get("DP_DEBUG"):
                 raise
             first = str(e).strip().splitlines()[0] if str(e).strip() else ""
             click.echo(f"error: {type(e).__name__}: {first} (DP_DEBUG=1 shows the traceback)", err=True)
             ctx.exit(1)
+        except KeyboardInterrupt:
+            click.echo("error: interrupted", err=True)
+            ctx.exit(exit_code())
 
 
 @click.group(cls=DPGroup, context_settings={"help_option_names": ["-h", "--help"]})
