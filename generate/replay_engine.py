@@ -16,8 +16,9 @@ prompt (the problem's prompt, as `dp live` / `dp serve` build it) and its seed
 (the trace's stored seed); requests with unknown seeds (`dp serve`) take the
 problem's traces in turn (k-th such request -> trace k mod N). A resumed request
 (prompt = problem prompt + a prefix of a trace) continues that cached trace. A
-trace cut in the cache (finish `abort`/`unknown`) streams its tokens and then
-waits for its abort. Per-token log-probs are the cached ones (rounded to 1e-3);
+trace cut in the cache (finish `abort`: a live run stopped it) streams its tokens
+and then waits for its abort; any other trace ends with its cached finish reason
+(an imported trace's `unknown` too, which `dp` reads back as unknown). Per-token log-probs are the cached ones (rounded to 1e-3);
 the k top-k log-probs of a position are all -confidence (the cached value), so
 `token_confidence` gives back exactly the cached confidence; the top-k ids are
 placeholders distinct from the sampled token. Completion text is left empty
@@ -143,9 +144,9 @@ class ReplayAsyncLLM:
 
         p, t, start = self.source.find(list(prompt["prompt_token_ids"]), params.seed)
         ids, lp, conf = (a[t] for a in self.source.arrays(p))
-        cut = self.source.problems[p].finish[t] not in ("stop", "length")
+        cached = str(self.source.problems[p].finish[t])
         end = ids.size
-        finish = None if cut else self.source.problems[p].finish[t]
+        finish = None if cached == "abort" else cached  # an imported trace's "unknown" end is still its end
         if params.max_tokens is not None and start + params.max_tokens < end:
             end, finish = start + params.max_tokens, "length"
         q = RequestOutputCollector(params.output_kind, request_id)
@@ -256,7 +257,9 @@ def replay_stream_engine(cache, run: str, model: str | None = None, rate: float 
 
     class ReplayStreamEngine(StreamEngine):
         def __init__(self):
-            super(StreamEngine, self).__init__(model or info["model"])  # tokenizer only; no AsyncLLM
+            # the tokenizer only (no AsyncLLM): the one the run was tokenized with (an imported run's model
+            # may be nowhere here, its token ids come from the tokenizer named at import)
+            super(StreamEngine, self).__init__(model or info.get("tokenizer") or info["model"])
             import vllm.inputs  # noqa: F401 - vLLM's output classes imported now, not inside the first timed delta
             import vllm.v1.engine.output_processor  # noqa: F401
             self.name = STANDIN

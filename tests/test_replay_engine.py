@@ -374,3 +374,21 @@ def test_arrival_rescans_only_a_word_length_of_text_per_delta():
     full, offsets = tt.decode(np.asarray(ids))
     assert point == decision_point(rule, full, offsets)
     assert longest <= 40
+
+
+@pytest.mark.timeout(120)
+def test_live_replay_of_a_real_imported_file_ends_and_decides_as_simulate(tmp_path, data_dir):
+    """Imported Qwen2.5-Math traces (a model that is nowhere here; no finish reasons, so `unknown`):
+    the stand-in tokenizes with the run's own tokenizer and ends each trace at its cached end (an
+    `unknown` end used to wait for an abort that never came), and the decisions equal the simulator's."""
+    path = tmp_path / "q.duckdb"
+    assert invoke("import", data_dir / "traces" / "qwen25math_math_cot_100.jsonl", "--format", "qwen-math",
+                  "--run", "q", "--cache", path).exit_code == 0
+    r = invoke("live", "--cache", path, "--run", "q", "--engine", "replay", "--policy", "esc", "--window", "3",
+               "--limit", "4", "--compare", "--json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["decisions_matched"] == out["decisions_total"] == 32, out
+    with Cache(path) as c:
+        finishes = {str(f) for p in c.load_run(out["live_run"]) for f in p.finish}
+    assert finishes <= {"unknown"}, finishes  # the cached end reason, read back as it was

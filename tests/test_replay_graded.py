@@ -110,7 +110,8 @@ def test_dp_live_prints_na_for_a_run_without_gold(capsys):
     from dp.cli.live import _echo
 
     out = dict(live_run="x", policy="deepprune", mode="prune", problems=2, n=4, seed=0, truncate="tokens:8",
-               live_tokens=10, live_seconds=1.0, max_problems_in_flight=1, dtype="float32", judge_seconds=0.1,
+               live_tokens=10, live_seconds=1.0, max_problems_in_flight=1, max_traces_in_flight=64,
+               peak_traces_in_flight=8, dtype="float32", judge_seconds=0.1,
                judge_pairs=3)
     _echo({**out, "live_accuracy": None, "graded_problems": 0}, "jaccard")  # was a TypeError on None
     _echo({**out, "live_accuracy": 0.5, "graded_problems": 2}, "jaccard")

@@ -33,8 +33,11 @@ from dp.cli.options import (
               type=click.Choice(["keep", "resume"]),
               help="Prefix policies: keep: candidates decode until the clustering is done; resume: stop at the "
                    "prefix, resume the kept. Repeat it to run both.")
-@click.option("--max-problems-in-flight", "max_in_flight", type=int, default=4, show_default=True,
-              help="Problems running at once on the engine (their traces share its batch).")
+@click.option("--max-traces-in-flight", "max_traces", type=click.IntRange(min=1), default=None,
+              help="Admit the next problem while fewer traces than this run on the engine "
+                   "[default: the engine's batch, max_num_seqs; replay engine: 4 x N].")
+@click.option("--max-problems-in-flight", "max_in_flight", type=click.IntRange(min=1), default=None,
+              help="Also never more problems than this at once [default: no cap].")
 @dtype_option
 @click.option("--engine", type=click.Choice(["vllm", "replay"]), default="vllm", show_default=True,
               help="vllm: the real engine. replay: a stand-in for a GPU engine's pace that streams the cached "
@@ -48,7 +51,7 @@ from dp.cli.options import (
 @seed_option
 @verbose_option
 @json_option
-def live_cmd(cache_path, ref_run, live_run, policies, judge, truncate, modes, max_in_flight, dtype, engine,
+def live_cmd(cache_path, ref_run, live_run, policies, judge, truncate, modes, max_traces, max_in_flight, dtype, engine,
              replay_rate, limit, compare, replace, seed, as_json, settings_path=None, **kwargs):
     """Run POLICY live on vLLM's async engine with the seeds of a cached run; store what it generated.
     Interrupted (Ctrl-C, SIGTERM), the run keeps its finished problems and is marked
@@ -68,7 +71,7 @@ def live_cmd(cache_path, ref_run, live_run, policies, judge, truncate, modes, ma
                       "RUN-live-POLICY-MODE")
     settings = [LiveSettings(reference_run=ref_run, live_run=live_run or f"{ref_run}-live-{policy}-{mode}",
                              policy=policy, params=params, judge=judge, truncate=truncate, mode=mode,
-                             max_in_flight=max_in_flight, dtype=dtype, limit=limit, seed=seed, compare=compare,
+                             max_in_flight=max_in_flight, max_traces=max_traces, dtype=dtype, limit=limit, seed=seed, compare=compare,
                              replace=replace, engine=engine, replay_rate=replay_rate) for policy, mode in runs]
     if replay_rate is not None and engine != "replay":
         raise DPError("--replay-rate needs --engine replay")
@@ -85,8 +88,10 @@ def live_cmd(cache_path, ref_run, live_run, policies, judge, truncate, modes, ma
 def _echo(out: dict, judge: str) -> None:
     click.echo(f"live run '{out['live_run']}' ({out['policy']}, {out['mode']} mode, {out['problems']} problems x "
                f"{out['n']} traces, seed {out['seed']}, truncate {out['truncate']}, judge {judge})")
-    click.echo(f"  live: {out['live_tokens']} tokens in {out['live_seconds']:.1f} s ({out['max_problems_in_flight']} "
-               f"problems in flight, {out['dtype'] or 'replay stand-in'}), accuracy "
+    cap = f", at most {out['max_problems_in_flight']} problems" if out["max_problems_in_flight"] else ""
+    click.echo(f"  live: {out['live_tokens']} tokens in {out['live_seconds']:.1f} s (problems admitted while < "
+               f"{out['max_traces_in_flight']} traces run{cap}; peak {out['peak_traces_in_flight']}; "
+               f"{out['dtype'] or 'replay stand-in'}), accuracy "
                + (f"{out['live_accuracy']:.3f} over {out['graded_problems']} problems with a gold answer, "
                   if out["live_accuracy"] is not None else "n/a (no problem has a gold answer), ") +
                f"judge {out['judge_seconds']:.2f} s for {out['judge_pairs']} pairs")

@@ -81,11 +81,12 @@ OnDelta = Callable[[int, int, bool], object]  # (trace, tokens already seen, don
 class LiveTraces:
     """N traces of one problem on the engine: start, stream, stop, resume. No policy here."""
 
-    def __init__(self, engine, problem: Problem, seeds: list[int], spec, seed: int):
+    def __init__(self, engine, problem: Problem, seeds: list[int], spec, seed: int, admission=None):
         from dp.generate.prompts import build_prompt
         from dp.generate.stream import Stream
 
         self.engine, self.problem, self.seeds, self.spec, self.seed = engine, problem, seeds, spec, seed
+        self.admission = admission  # counts this problem's traces in flight (dp.simulate.live.admission)
         self.n = len(seeds)
         self.prompt_ids = engine.tokenizer(build_prompt(engine.tokenizer, problem),
                                            add_special_tokens=False)["input_ids"]
@@ -97,9 +98,14 @@ class LiveTraces:
         self.t0 = time.perf_counter()
 
     def start(self, t: int, on_delta: OnDelta | None = None) -> asyncio.Task:
+        self._in_flight(+1)
         task = asyncio.ensure_future(self._consume(t, on_delta))
         self.tasks[t] = task
         return task
+
+    def _in_flight(self, step: int) -> None:
+        if self.admission is not None:
+            (self.admission.trace_started if step > 0 else self.admission.trace_ended)()
 
     async def run(self, traces: Iterable[int], on_delta: OnDelta | None = None) -> None:
         """Start `traces` and wait until each has ended."""
@@ -107,12 +113,15 @@ class LiveTraces:
 
     async def _consume(self, t: int, on_delta: OnDelta | None) -> None:
         s, seen = self.streams[t], 0
-        async for _ in self.engine.stream(s, self.prompt_ids, self.spec, self.seeds[t]):
-            if on_delta is not None:
-                out = on_delta(t, seen, s.finish is not None)
-                seen = s.n
-                if inspect.isawaitable(out):
-                    await out
+        try:
+            async for _ in self.engine.stream(s, self.prompt_ids, self.spec, self.seeds[t]):
+                if on_delta is not None:
+                    out = on_delta(t, seen, s.finish is not None)
+                    seen = s.n
+                    if inspect.isawaitable(out):
+                        await out
+        finally:
+            self._in_flight(-1)
         if on_delta is not None:  # the end, also when the last delta carried no finish reason
             out = on_delta(t, seen, True)
             if inspect.isawaitable(out):
@@ -135,9 +144,13 @@ class LiveTraces:
             return
         s.finish = None
         s.request_id = f"{s.request_id}-resume"
-        async for _ in self.engine.stream(s, list(self.prompt_ids) + s.ids, self.spec,
-                                          derive(self.seed, "resume", self.problem.problem_id, t), left):
-            pass
+        self._in_flight(+1)
+        try:
+            async for _ in self.engine.stream(s, list(self.prompt_ids) + s.ids, self.spec,
+                                              derive(self.seed, "resume", self.problem.problem_id, t), left):
+                pass
+        finally:
+            self._in_flight(-1)
 
     async def wait(self) -> float:
         """Wait for every started trace (and resumption); the seconds since the problem began."""
@@ -220,11 +233,12 @@ def driver_for(policy):
 
 
 async def run_problem(engine, policy, judge, rule, problem: Problem, seeds: list[int],
-                      spec, mode: str, seed: int) -> ProblemLive:
-    """Run N traces of one problem under `policy`; returns what was generated and decided."""
+                      spec, mode: str, seed: int, admission=None) -> ProblemLive:
+    """Run N traces of one problem under `policy`; returns what was generated and decided.
+    `admission` (optional) counts its traces in flight for the session's admission."""
     if mode not in MODES:
         raise DPError(f"unknown live mode '{mode}'; known: {', '.join(MODES)}")
-    lt = LiveTraces(engine, problem, seeds, spec, seed)
+    lt = LiveTraces(engine, problem, seeds, spec, seed, admission)
     rng = make_rng(seed, policy.name, problem.problem_id)
     return await driver_for(policy)(lt, policy, judge=judge, rule=rule, mode=mode, rng=rng)
 

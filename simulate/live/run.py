@@ -1,10 +1,11 @@
 """`run_live`: the library call behind `dp live`.
 
 Reads a cached reference run (problems, sampling settings, per-trace seeds),
-starts the streaming engine, runs the policy live (see `dp.simulate.live`) with
-up to `max_in_flight` problems at once on the one engine, so that the batch
-stays full as pruning frees capacity (decisions per problem do not depend on the
-others), warns on stderr (and under `warnings`) about settings that cannot prune
+starts the streaming engine, runs the policy live (see `dp.simulate.live`) on
+as many problems at once as keep `max_traces` traces in flight on the one engine
+(`dp.simulate.live.admission`; by default the engine's batch, `max_num_seqs`), so
+that the batch stays full as pruning frees capacity and while a policy waits
+between its phases (decisions per problem do not depend on the others), warns on stderr (and under `warnings`) about settings that cannot prune
 and a judge trained on the run's questions (`dp.simulate.live.checks`), stores each problem's traces as soon as it is done (so a Ctrl-C or a
 failing judge keeps what was generated), and with `compare` times a full
 generation of the same traces (same window of problems in flight) and replays
@@ -37,6 +38,7 @@ from dp.cache.store import Cache, RunInfo
 from dp.errors import DPError
 from dp.judge.base import load_judge
 from dp.judge.truncation import TruncationRule
+from dp.simulate.live.admission import Admission
 from dp.simulate.live.checks import in_sample_warning, measured_warnings, prune_warnings
 from dp.simulate.live.problem import ProblemLive, compare, driver_for, graded_accuracy, run_problem
 from dp.simulate.live.store import read_problem, store_problem
@@ -54,7 +56,8 @@ class LiveSettings:
     judge: str = "features"
     truncate: str = "words:25"
     mode: str = "keep"
-    max_in_flight: int = 4
+    max_in_flight: int | None = None  # a cap on problems at once (None: only the traces in flight count)
+    max_traces: int | None = None  # traces in flight that admit problems (None: the engine's batch)
     dtype: str | None = None  # engine dtype; None = the engine's default (float32 on a CPU)
     limit: int | None = None
     seed: int = 0
@@ -104,6 +107,7 @@ class _Job:
     live_seconds: float = 0.0
     warnings: list = dataclasses.field(default_factory=list)
     judge_in_sample: bool = False
+    peak_traces: int = 0
 
 
 def run_live(cache: Cache, s: LiveSettings, progress: bool = True) -> dict:
@@ -118,14 +122,15 @@ def run_lives(cache: Cache, settings: list[LiveSettings], progress: bool = True)
     from dp.generate.stream import StreamEngine
 
     first = settings[0]
-    if any((x.reference_run, x.dtype, x.max_in_flight, x.limit, x.engine, x.replay_rate) != (
-           first.reference_run, first.dtype, first.max_in_flight, first.limit, first.engine, first.replay_rate)
-           for x in settings):
+    shared = ("reference_run", "dtype", "max_in_flight", "max_traces", "limit", "engine", "replay_rate")
+    if any(getattr(x, k) != getattr(first, k) for x in settings for k in shared):
         raise DPError("policies run together must share the reference run, dtype, window, limit and engine")
     if len({x.live_run for x in settings}) < len(settings):
         raise DPError("each policy needs its own live run name")
-    if first.max_in_flight < 1:
+    if first.max_in_flight is not None and first.max_in_flight < 1:
         raise DPError(f"--max-problems-in-flight must be >= 1, got {first.max_in_flight}")
+    if first.max_traces is not None and first.max_traces < 1:
+        raise DPError(f"--max-traces-in-flight must be >= 1, got {first.max_traces}")
     ref = cache.run_info(first.reference_run)
     spec = SamplingSpec.from_dict(ref["sampling"]) if ref["sampling"] else None
     problems = cache.load_run(first.reference_run)[: first.limit]
@@ -153,24 +158,12 @@ def run_lives(cache: Cache, settings: list[LiveSettings], progress: bool = True)
     timing = {"full_seconds": 0.0, "full_tokens": 0}
     engine_settings: dict = {}
 
-    async def window(run_one, todo, on_done=None) -> float:
-        """Run `run_one(pt)` for every problem, at most max_in_flight at once; wall seconds."""
-        gate = asyncio.Semaphore(first.max_in_flight)
-
-        async def one(pt):
-            async with gate:
-                result = await run_one(pt)
-            if on_done is not None:
-                on_done(pt, result)
-
-        t0 = time.perf_counter()
-        try:
-            async with asyncio.TaskGroup() as group:  # a failure cancels the problems still running
-                for pt in todo:
-                    group.create_task(one(pt))
-        except BaseExceptionGroup as eg:  # the first failure, as itself (a DPError stays one line)
-            raise eg.exceptions[0] from None
-        return time.perf_counter() - t0
+    async def window(run_one, todo, on_done=None) -> tuple[float, int]:
+        """Run `run_one(pt, admission)` for every problem, admitted by traces in flight;
+        (wall seconds, most traces in flight at once)."""
+        adm = Admission(engine_settings["max_traces_in_flight"], first.max_in_flight)
+        seconds = await adm.run(todo, lambda pt: run_one(pt, adm), on_done)
+        return seconds, adm.peak_traces
 
     async def run_job(engine, job: _Job) -> None:
         s = job.s
@@ -199,9 +192,10 @@ def run_lives(cache: Cache, settings: list[LiveSettings], progress: bool = True)
                       flush=True)
 
         todo = [pt for pt in problems if not (job.done and pt.problem.problem_id in job.done)]
-        job.live_seconds = job.done_wall + await window(
-            lambda pt: run_problem(engine, job.policy, job.judge, rule, pt.problem, [int(x) for x in pt.seeds],
-                                   spec, s.mode, s.seed), todo, stored)
+        seconds, job.peak_traces = await window(
+            lambda pt, adm: run_problem(engine, job.policy, job.judge, rule, pt.problem,
+                                        [int(x) for x in pt.seeds], spec, s.mode, s.seed, adm), todo, stored)
+        job.live_seconds = job.done_wall + seconds
 
     async def session() -> None:
         # one event loop for the whole session: AsyncLLM's output handler lives in it
@@ -212,6 +206,8 @@ def run_lives(cache: Cache, settings: list[LiveSettings], progress: bool = True)
         else:
             engine = StreamEngine(ref["model"], dtype=first.dtype)
         engine_settings.update(engine.settings())
+        batch = engine_settings.get("max_num_seqs") or 4 * int(ref["n"])  # replay stand-in: no batch of its own
+        engine_settings["max_traces_in_flight"] = first.max_traces or batch
         try:
             for job in jobs:
                 await run_job(engine, job)
@@ -220,9 +216,10 @@ def run_lives(cache: Cache, settings: list[LiveSettings], progress: bool = True)
                     timing["full_tokens"] += int(full.tokens.sum())
 
                 rule = first.rule
-                timing["full_seconds"] = await window(
-                    lambda pt: run_problem(engine, Consensus(), None, rule, pt.problem, [int(x) for x in pt.seeds],
-                                           spec, "keep", first.seed), problems, counted)
+                timing["full_seconds"], _ = await window(
+                    lambda pt, adm: run_problem(engine, Consensus(), None, rule, pt.problem,
+                                                [int(x) for x in pt.seeds], spec, "keep", first.seed, adm),
+                    problems, counted)
         finally:
             engine.close()
 
@@ -265,7 +262,8 @@ def _finish(cache: Cache, job: _Job, ref: dict, problems: list, engine_settings:
         "live_tokens": int(sum(int(lv.tokens.sum()) for lv in lives)),
         "live_seconds": job.live_seconds,
         "problem_seconds_mean": float(np.mean([lv.seconds for lv in lives])) if lives else None,
-        "max_problems_in_flight": s.max_in_flight, "dtype": engine_settings.get("dtype"),
+        "max_problems_in_flight": s.max_in_flight, "max_traces_in_flight": engine_settings["max_traces_in_flight"],
+        "peak_traces_in_flight": job.peak_traces, "dtype": engine_settings.get("dtype"),
         **dict(zip(("live_accuracy", "graded_problems"), graded_accuracy([lv.correct for lv in lives]),
                    strict=True)),  # over the problems with a gold answer
         "judge_seconds": float(sum(lv.judge_seconds for lv in lives)),
