@@ -5,13 +5,13 @@ Run by hand (starts vLLM engines; minutes; nothing else should run on the machin
     .venv/bin/python benchmarks/bench_live.py [--problems 8 --n 64 --max-tokens 128 --dtype float32]
 
 1. `dp generate` samples the reference run (its generation seconds, engine start excluded).
-2. One `dp live` session (one AsyncLLM engine, `--max-problems-in-flight W`) runs, on the
-   same problems and seeds: cons (pruning off), DeepPrune keep and resume, DeepConf-high,
+2. One `dp live` session (one AsyncLLM engine; problems admitted while fewer than
+   `--max-traces` traces run, default the engine's batch) runs, on the same problems and seeds: cons (pruning off), DeepPrune keep and resume, DeepConf-high,
    ESC, Adaptive-Consistency (waves of 8) and Slim-SC; then the full generation of the
    same traces in the same engine and window. Each with `--compare` (decisions against
    the simulator in the live order).
-3. DeepPrune keep again with windows 1 and 2*W (`--windows`), to show what problems in
-   flight buy.
+3. DeepPrune keep again with other trace budgets (`--budgets`, e.g. 32,128), to show what
+   traces in flight buy.
 
 4. With `--peer-deepconf` (needs `pip install --no-deps deepconf==0.1.0`), DeepConf's own
    `DeepThinkLLM.deepthink(mode="online")` on the same prompts and sampling settings, one
@@ -97,8 +97,10 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=64)
     ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--dtype", default="float32")
-    ap.add_argument("--window", type=int, default=4, help="problems in flight in the main session")
-    ap.add_argument("--windows", default="1,8", help="extra windows for DeepPrune keep ('' = none)")
+    ap.add_argument("--max-traces", type=int, default=None,
+                    help="traces in flight that admit problems (default: the engine's batch)")
+    ap.add_argument("--max-problems", type=int, default=None, help="also at most this many problems at once")
+    ap.add_argument("--budgets", default="", help="extra --max-traces values for DeepPrune keep ('' = none)")
     ap.add_argument("--policies", default=",".join(POLICIES))
     ap.add_argument("--judge", default="features")
     ap.add_argument("--truncate", default="tokens:8")
@@ -126,26 +128,28 @@ def main() -> None:
     generated = json.loads(r.stdout)
     generated["process_seconds"] = time.perf_counter() - t0
 
-    def settings(key: str, window: int, compare: bool = True) -> LiveSettings:
+    def settings(key: str, budget: int | None, compare: bool = True) -> LiveSettings:
         policy, mode, params = POLICIES[key]
         if policy == "deepprune":
             params = {**params, "K2": args.K2}
-        return LiveSettings(reference_run=ref, live_run=f"{ref}-{key}-w{window}", policy=policy, params=params,
-                            judge=args.judge, truncate=args.truncate, mode=mode, max_in_flight=window,
-                            dtype=args.dtype, seed=args.seed, compare=compare, replace=True)
+        return LiveSettings(reference_run=ref, live_run=f"{ref}-{key}-t{budget or 'batch'}", policy=policy,
+                            params=params, judge=args.judge, truncate=args.truncate, mode=mode,
+                            max_in_flight=args.max_problems, max_traces=budget, dtype=args.dtype, seed=args.seed,
+                            compare=compare, replace=True)
 
     chosen = [p for p in args.policies.split(",") if p]
     with Cache(args.cache, write=True) as cache:
         t0 = time.perf_counter()
-        main_runs = run_lives(cache, [settings(k, args.window) for k in chosen], progress=False)
+        main_runs = run_lives(cache, [settings(k, args.max_traces) for k in chosen], progress=False)
         session_s = time.perf_counter() - t0
         windows = []
-        for w in [int(x) for x in args.windows.split(",") if x]:
+        for w in [int(x) for x in args.budgets.split(",") if x]:
             windows += run_lives(cache, [settings("deepprune-keep", w)], progress=False)
     peer = peer_deepconf(args, args.cache, ref) if args.peer_deepconf else None
     # cons lets every trace run to the end in another engine (AsyncLLM) and other batches than the reference
-    same, total = identical_traces(args.cache, ref, f"{ref}-cons-w{args.window}") if "cons" in chosen else (None, None)
-    keys = ("policy", "mode", "max_problems_in_flight", "live_tokens", "live_seconds", "full_tokens",
+    same, total = (identical_traces(args.cache, ref, f"{ref}-cons-t{args.max_traces or 'batch'}") if "cons" in chosen
+                   else (None, None))
+    keys = ("policy", "mode", "max_traces_in_flight", "peak_traces_in_flight", "max_problems_in_flight", "live_tokens", "live_seconds", "full_tokens",
             "full_generation_seconds", "token_cut", "wall_cut", "wall_to_token_cut", "live_accuracy",
             "decisions_matched", "decisions_total", "judge_seconds", "judge_pairs", "dtype")
     rows = [{k: o.get(k) for k in keys} for o in main_runs + windows]
@@ -166,7 +170,7 @@ def main() -> None:
           f"seed {args.seed}, judge {args.judge}, truncate {args.truncate}, K2 {args.K2}")
     print(f"dp generate: {generated['tokens']} tokens in {generated['seconds']:.1f} s "
           f"({generated['tokens_per_s']} tok/s, engine start excluded)")
-    cols = ("policy", "mode", "max_problems_in_flight", "live_tokens", "live_seconds", "full_generation_seconds",
+    cols = ("policy", "mode", "max_traces_in_flight", "peak_traces_in_flight", "live_tokens", "live_seconds", "full_generation_seconds",
             "token_cut", "wall_cut", "wall_to_token_cut", "live_accuracy", "decisions_matched", "decisions_total")
     print("  ".join(cols))
     for row in rows:

@@ -14,7 +14,9 @@ Each case runs in its own process (its peak RSS is its own) on a SYNTHETIC cache
                traces stored (`store`, per token)
     serve      `dp serve --engine replay`: 64 concurrent requests of n = 64; the
                server's CPU time per token served (stand-in included: an upper
-               bound), latency p50/p99, requests lost
+               bound), latency p50/p99, requests lost; then 32 requests one at a
+               time: the server's CPU per request less the stand-in's (`/health`
+               reports it), p50/p99 (dp's own overhead per request)
 
 Sizes (N traces x L tokens, one problem unless said): `small` (what `make bench`
 runs, < 2 min): 64 x 128 (2 problems) and 64 x 4096; `medium` adds 512 x 4096
@@ -161,8 +163,9 @@ def case_live(path: str, name: str, seed: int, check: bool) -> dict:
     return out
 
 
-def case_serve(path: str, requests: int, n: int) -> dict:
-    """`dp serve --engine replay` on the run; `requests` concurrent requests of n traces each."""
+def case_serve(path: str, requests: int, n: int, sequential: int = 32) -> dict:
+    """`dp serve --engine replay` on the run; `requests` concurrent requests of n traces each, then
+    `sequential` requests one at a time for dp's own CPU per request (the stand-in's subtracted)."""
     import socket
     from concurrent.futures import ThreadPoolExecutor
 
@@ -205,11 +208,20 @@ def case_serve(path: str, requests: int, n: int) -> dict:
             return r.status_code, time.perf_counter() - t0, r.json()["usage"]["completion_tokens"] if ok else 0, \
                 None if ok else r.text[:300]
 
+        def standin() -> float:
+            return float(httpx.get(base + "/health", timeout=10).json().get("standin_busy_s", 0.0))
+
         ask(requests)  # warm-up: the first request imports vLLM's output classes
         c0, w0 = cpu(), time.perf_counter()
         with ThreadPoolExecutor(requests) as ex:
             got = list(ex.map(ask, range(requests)))
         wall, used = time.perf_counter() - w0, cpu() - c0
+        # one request at a time: the server's CPU for each, less the stand-in's own (dp's overhead per request)
+        own = []
+        for i in range(sequential):
+            c0, b0 = cpu(), standin()
+            ask(requests + 1 + i)
+            own.append(cpu() - c0 - (standin() - b0))
     finally:
         proc.terminate()
         proc.wait(60)
@@ -221,6 +233,8 @@ def case_serve(path: str, requests: int, n: int) -> dict:
             "wall_s": wall, "server_cpu_s": used, "us_per_token_with_standin": 1e6 * used / max(tokens, 1),
             "latency_p50_s": float(np.percentile(lat, 50)), "latency_p99_s": float(np.percentile(lat, 99)),
             "server_cpu_per_request_ms": 1e3 * used / requests,
+            "sequential_requests": sequential, "own_cpu_ms_p50": 1e3 * float(np.percentile(own, 50)),
+            "own_cpu_ms_p99": 1e3 * float(np.percentile(own, 99)),
             "first_error": next((g[3] for g in got if g[3]), None)}
 
 
@@ -289,7 +303,9 @@ def main() -> None:
                 note = f"build {r['build_us_per_token']:.2f} + write {r['write_us_per_token']:.2f} us/token"
             elif case == "serve":
                 note = (f"{r['answered']}/{r['requests']} answered, p50 {r['latency_p50_s']:.2f} s, p99 "
-                        f"{r['latency_p99_s']:.2f} s, {r['server_cpu_per_request_ms']:.0f} ms CPU/request (stand-in incl.)")
+                        f"{r['latency_p99_s']:.2f} s, {r['server_cpu_per_request_ms']:.0f} ms CPU/request (stand-in incl.); "
+                        f"one at a time, dp's own CPU/request p50 {r['own_cpu_ms_p50']:.0f} ms, "
+                        f"p99 {r['own_cpu_ms_p99']:.0f} ms")
             else:
                 note = (f"{r['engine_tokens']} of {r['reference_tokens']} tokens, stand-in {r['standin_us_per_token']:.1f} "
                         f"us/token, {r['judge_pairs']} pairs")

@@ -31,7 +31,7 @@ from dp.cache.reads import TraceReads
 from dp.cache.records import ProblemTraces, RunInfo, check_run_name, problem_from_row  # noqa: F401 - re-exported
 from dp.cache.schema import check_schema, ensure_schema
 from dp.cache.scores import JudgeScores
-from dp.cache.tables import FLOAT_DECIMALS, stored_float, token_table, topk_table  # noqa: F401 - re-exported
+from dp.cache.tables import FLOAT_DECIMALS, stored_float, stored_scalar, token_table, topk_table  # noqa: F401 - re-exported
 from dp.errors import DPError
 from dp.provenance import stamp
 from dp.types import Problem, TraceRecord

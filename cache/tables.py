@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import math
+from array import array
 from collections.abc import Sequence
 
 import numpy as np
@@ -20,6 +22,17 @@ FLOAT_DECIMALS = 3  # log-probs and confidences are stored rounded to 1e-3: the 
 def stored_float(x) -> np.ndarray:
     """A float column as the cache stores it (rounded to FLOAT_DECIMALS, float32): the one rounding."""
     return np.round(np.asarray(x, dtype=np.float64), FLOAT_DECIMALS).astype(np.float32)
+
+
+_SCALE = 10.0 ** FLOAT_DECIMALS
+
+
+def stored_scalar(x: float) -> float:
+    """`stored_float` of one number in plain Python (a float holding the float32): numpy rounds by
+    scaling, rounding half to even and scaling back, as done here."""
+    if not math.isfinite(x):
+        return x
+    return array("f", (round(x * _SCALE) / _SCALE,))[0]
 
 
 def rounded(x: np.ndarray | None, n: int) -> pa.Array:

@@ -6,10 +6,17 @@ it is itself among the top k (vLLM's extra "sampled token" entry is dropped).
 Group confidence = mean of C over a sliding window of `window` tokens (a trace
 shorter than the window has one group: its whole mean). A trace's score is its
 lowest group confidence. Missing values stay missing (NaN in, NaN out); nothing
-here is ever filled with 0.
+here is ever filled with 0. The k log-probs are summed left to right from the
+largest (`np.cumsum`, sequential), so `row_confidence`, the same number for one
+step in plain Python (the live path's one-token delta, no numpy call), is equal
+to the bit.
 """
 
 from __future__ import annotations
+
+import math
+from array import array
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -30,10 +37,23 @@ def token_confidence(topk_logprobs: np.ndarray, k: int = DEFAULT_TOPK) -> np.nda
     lp = -np.sort(-np.nan_to_num(lp, nan=-np.inf), axis=1)[:, :k]  # descending, top k
     finite = np.isfinite(lp)
     count = finite.sum(axis=1)
-    total = np.where(finite, lp, 0.0).sum(axis=1)
+    # left to right from the largest (absent ones add 0.0 at the end): the order row_confidence adds in
+    total = np.cumsum(np.where(finite, lp, 0.0), axis=1)[:, -1] if lp.shape[1] else np.zeros(lp.shape[0])
     with np.errstate(invalid="ignore", divide="ignore"):
         conf = np.where(count > 0, -total / count, np.nan)
     return conf.astype(np.float32)
+
+
+def row_confidence(logprobs: Sequence[float], k: int = DEFAULT_TOPK) -> float:
+    """`token_confidence` of one step, in plain Python: the same float32 inputs, float64 sum in the
+    same order and float32 result (a float), NaN when no candidate is finite."""
+    top = sorted((v for v in array("f", logprobs) if math.isfinite(v)), reverse=True)[:k]
+    if not top:
+        return math.nan
+    total = 0.0
+    for v in top:
+        total += v
+    return array("f", (-total / len(top),))[0]
 
 
 def group_confidence(conf: np.ndarray, window: int = DEFAULT_WINDOW) -> np.ndarray:

@@ -46,6 +46,11 @@ class Stream:
     def n(self) -> int:
         return len(self.ids)
 
+    @property
+    def folded(self) -> int:
+        """Positions already folded into confidences; `topk_lp` holds the rows from here on."""
+        return self._done
+
     def compact(self) -> None:
         """Fold the pending rows into float32 arrays (row by row the same numbers as on the whole trace)."""
         if self.topk_lp:

@@ -32,10 +32,11 @@ async def drive_deepconf(lt: LiveTraces, policy, *, judge=None, rule=None, mode:
     thr = float(policy.threshold(scores[None, :])[0])
     monitors = {t: policy.monitor(thr) for t in range(w, n)}
 
-    async def on_delta(t: int, seen: int, done: bool) -> None:
+    def on_delta(t: int, seen: int, done: bool):
         m = monitors[t]
-        if m.stop_at is None and m.feed(lt.confidence(t, m.n), done) is not None:
-            await lt.stop(t)
+        if m.stop_at is None and m.feed(lt.new_confidences(t, m.n), done) is not None:
+            return lt.stop(t)  # awaited by LiveTraces; nothing to await on every other delta
+        return None
 
     await lt.run(range(w, n), on_delta)
     seconds = await lt.wait()

@@ -33,8 +33,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dp.answers import extract_answer, group_answers, is_correct
-from dp.cache.store import stored_float
+from dp.cache.store import stored_float, stored_scalar
+from dp.confidence import row_confidence
 from dp.errors import DPError
+from dp.generate.stream import FEW
 from dp.seeds import derive
 from dp.seeds import rng as make_rng
 from dp.simulate.replay.context import ProblemContext
@@ -166,6 +168,14 @@ class LiveTraces:
     def confidence(self, t: int, start: int = 0) -> np.ndarray:
         """Token confidences of trace t from token `start` on, as the cache stores them."""
         return stored_float(self.streams[t].confidence(start))
+
+    def new_confidences(self, t: int, start: int) -> list[float] | np.ndarray:
+        """`confidence(t, start)` for the tokens of a delta: a few are computed in plain Python
+        (`row_confidence`, `stored_scalar`: the same numbers, no numpy call per delta)."""
+        s = self.streams[t]
+        if s.n - start <= FEW and start >= s.folded:
+            return [stored_scalar(row_confidence(row, s.k)) for row in s.topk_lp[start - s.folded:]]
+        return self.confidence(t, start)
 
     def text(self, t: int) -> tuple[str, np.ndarray]:
         return self.engine.text(self.streams[t])

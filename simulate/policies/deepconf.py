@@ -61,18 +61,20 @@ class Monitor:
     def cs(self) -> np.ndarray:
         return self._cs[: self.n + 1]
 
-    def feed(self, conf: np.ndarray, done: bool = False) -> int | None:
+    def feed(self, conf, done: bool = False) -> int | None:
+        """Feed the next token confidences (an array or a list of floats)."""
         if self.stop_at is not None:
             return self.stop_at
-        old = self.n
-        if conf.size:  # O(new tokens) a delta: no copy of what was fed before (but on doubling)
-            if old + 1 + conf.size > self._cs.size:
-                self._cs = np.concatenate([self._cs, np.zeros(max(self._cs.size, conf.size))])
-            if conf.size == 1:  # the usual delta: the same float64 addition as np.cumsum, without numpy calls
+        old, m = self.n, len(conf)
+        if m:  # O(new tokens) a delta: no copy of what was fed before (but on doubling)
+            if old + 1 + m > self._cs.size:
+                self._cs = np.concatenate([self._cs, np.zeros(max(self._cs.size, m))])
+            if m == 1:  # the usual delta: the same float64 addition as np.cumsum, without numpy calls
                 self._cs[old + 1] = float(self._cs[old]) + float(conf[0])
             else:
-                self._cs[old + 1: old + 1 + conf.size] = np.cumsum(np.concatenate([self._cs[old: old + 1], conf]))[1:]
-            self.n = old + conf.size
+                c = np.asarray(conf, dtype=np.float64)
+                self._cs[old + 1: old + 1 + m] = np.cumsum(np.concatenate([self._cs[old: old + 1], c]))[1:]
+            self.n = old + m
         n, w = self.n, self.window
         if n == 0:
             return None

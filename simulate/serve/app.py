@@ -260,8 +260,12 @@ def create_app(served: Served) -> FastAPI:
     async def health():
         if served.engine_dead:
             return JSONResponse(ServeError(503, "the engine has failed", code="engine_dead").body(), status_code=503)
-        return {"status": "ok", "model": served.defaults.model, "in_flight": served.in_flight,
-                "answered": served.answered}
+        out = {"status": "ok", "model": served.defaults.model, "in_flight": served.in_flight,
+               "answered": served.answered}
+        busy = getattr(getattr(served.engine, "engine", None), "busy_s", None)
+        if busy is not None:  # the replay stand-in: CPU seconds it spent making outputs (not dp's work)
+            out["standin_busy_s"] = busy
+        return out
 
     @app.get("/metrics")
     async def metrics():
