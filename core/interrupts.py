@@ -16,7 +16,12 @@ starts them with multiprocessing's spawn, whose children re-import the parent's
 main module (the `dp` script, so this module) after naming the process;
 importing this module in a process not named "MainProcess" blocks SIGINT in the child's main thread
 (`_shield_spawned_child`), a mask that vLLM's own handlers do not lift and that
-the threads and processes it starts inherit. SIGTERM still reaches them, and
+the threads and processes it starts inherit. A main module that spawn does not
+re-import (`python -m dp.cli`: a package's `__main__`) is covered by
+`shielded_children()`, which the engines wrap around their start: SIGINT is
+blocked in the starting thread meanwhile, and a blocked mask survives fork and
+exec, so every process started then has it from its first instruction (a Ctrl-C
+during the start is delivered to `dp` right after). SIGTERM still reaches them, and
 `dp` shuts them down itself on every exit path (`dp.generate.watchdog` for kill -9).
 """
 
@@ -64,6 +69,19 @@ def handle_signals():
         signal.signal(signal.SIGTERM, old_term)
         if old_int is signal.default_int_handler:
             signal.signal(signal.SIGINT, old_int)
+
+
+@contextlib.contextmanager
+def shielded_children():
+    """Processes started inside the block begin with SIGINT blocked (see the module's docstring)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _shield_spawned_child() -> None:

@@ -25,6 +25,7 @@ from dp.errors import DPError
 from dp.generate.records import TokenText, build_record
 from dp.generate.sampling import SamplingSpec, to_vllm
 from dp.generate.watchdog import guard_engines
+from dp.interrupts import shielded_children
 from dp.models import load_tokenizer, resolve_model
 from dp.quiet import is_quiet
 from dp.types import FinishReason, Problem, TraceRecord
@@ -132,8 +133,9 @@ class VLLMEngine(EngineBase):
         self._settings.update(engine_kwargs)  # any vllm.LLM argument; overrides the above
         guard_engines()
         try:
-            self.llm = vllm.LLM(model=str(self.model_path), tokenizer=str(self.model_path), seed=0,
-                                **self._settings)
+            with shielded_children():  # EngineCore and Workers never see a terminal's Ctrl-C
+                self.llm = vllm.LLM(model=str(self.model_path), tokenizer=str(self.model_path), seed=0,
+                                    **self._settings)
         except Exception as exc:  # noqa: BLE001 - the user gets one line
             raise DPError(f"vLLM could not load model '{model}': {one_line(exc)}") from exc
         cache = self.llm.llm_engine.vllm_config.cache_config

@@ -20,6 +20,7 @@ from dp.generate.engines import EngineBase, one_line, vllm_env
 from dp.generate.records import build_record
 from dp.generate.sampling import SamplingSpec, to_vllm
 from dp.generate.watchdog import guard_engines
+from dp.interrupts import shielded_children
 from dp.quiet import is_quiet
 from dp.types import FinishReason, TraceRecord
 
@@ -103,7 +104,8 @@ class StreamEngine(EngineBase):
                                **self._settings)
         guard_engines()
         try:
-            self.engine = AsyncLLM.from_engine_args(args)
+            with shielded_children():  # EngineCore and Workers never see a terminal's Ctrl-C
+                self.engine = AsyncLLM.from_engine_args(args)
         except Exception as exc:  # noqa: BLE001 - the user gets one line
             raise DPError(f"vLLM could not start model '{model}': {one_line(exc)}") from exc
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 
@@ -88,8 +89,10 @@ class RandomJudge:
         return pair_uniform(self.seed, ids[:, None], ids[None, :])
 
 
+@lru_cache(maxsize=2048)
 def word_set(text: str) -> frozenset[str]:
-    """Lowercased `\\w+` tokens of `text`, as a set."""
+    """Lowercased `\\w+` tokens of `text`, as a set. Remembered for the last 2,048 texts: live, a
+    cluster's representative is scored against every later arrival, one call each."""
     return frozenset(_WORD.findall(text.lower()))
 
 
@@ -111,14 +114,8 @@ class JaccardJudge:
         return cls()
 
     def score(self, left: Sequence[Prefix], right: Sequence[Prefix]) -> np.ndarray:
-        sets: dict[str, frozenset] = {}  # text -> words; each distinct prefix tokenised once
-        for p in (*left, *right):
-            if p.text not in sets:
-                sets[p.text] = word_set(p.text)
-        return np.array(
-            [jaccard(sets[a.text], sets[b.text]) for a, b in zip(left, right, strict=True)],
-            dtype=np.float64,
-        )
+        return np.array([jaccard(word_set(a.text), word_set(b.text)) for a, b in zip(left, right, strict=True)],
+                        dtype=np.float64)
 
     def score_matrix(self, prefixes: Sequence[Prefix]) -> np.ndarray:
         """(N, N) scores of every pair of `prefixes` at once (the same values as `score`).

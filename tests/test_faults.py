@@ -388,3 +388,35 @@ def test_an_interrupt_a_library_turns_into_its_own_error_still_ends_as_an_interr
     import duckdb
 
     assert duckdb.connect(str(db), read_only=True).execute("select count(*) from t").fetchone() == (0,)
+
+
+def test_processes_started_by_an_engine_begin_without_ctrl_c_whatever_the_main_module(tmp_path):
+    """`python -m dp.cli` is a package's __main__, which spawn does not re-import in the engine's
+    processes: they are shielded by the mask `shielded_children()` holds while the engine starts
+    (inherited through fork and exec), not by re-importing dp. After the block, the starter's own
+    mask is as it was."""
+    script = tmp_path / "starter.py"
+    script.write_text(textwrap.dedent("""
+        import multiprocessing as mp
+
+        def blocked():
+            return int([ln for ln in open("/proc/self/status") if ln.startswith("SigBlk")][0].split()[1], 16)
+
+        def child(q):
+            q.put(blocked())
+
+        if __name__ == "__main__":  # dp is imported here only: the spawned child never imports it
+            from dp.interrupts import shielded_children
+
+            q = mp.get_context("spawn").Queue()
+            with shielded_children():
+                p = mp.get_context("spawn").Process(target=child, args=(q,), name="EngineCore")
+                p.start()
+            p.join()
+            print(blocked(), q.get())
+    """))
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    main, child = r.stdout.split()
+    bit = 1 << (signal.SIGINT - 1)
+    assert not int(main) & bit and int(child) & bit

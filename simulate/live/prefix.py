@@ -85,15 +85,15 @@ async def drive_prefix(lt: LiveTraces, policy, *, judge, rule, mode: str, rng) -
                 elif lt.stopped[i]:
                     lt.resume(i)
 
-    async def on_delta(t: int, seen: int, done: bool) -> None:
+    def on_delta(t: int, seen: int, done: bool):
+        """Feed the delta to the trace's detector; at its decision point, the arrival to await."""
         if arrived[t]:
-            return
+            return None
         det = detectors[t]
         d = det.feed(lt.streams[t].ids[len(det.ids):], done=done)
         if d is None and done:
             d = lt.streams[t].n
-        if d is not None:
-            await on_arrival(t, d)
+        return on_arrival(t, d) if d is not None else None
 
     for t in range(n):
         lt.start(t, on_delta)

@@ -77,7 +77,7 @@ def live_prefix_id(problem_id: str, t: int) -> int:
     return -(base * 65536 + t + 1)
 
 
-OnDelta = Callable[[int, int, bool], object]  # (trace, tokens already seen, done) -> None or awaitable
+OnDelta = Callable[[int, int, bool], object]  # (trace, tokens already seen, done) -> None or an awaitable
 
 
 class LiveTraces:
@@ -120,7 +120,7 @@ class LiveTraces:
                 if on_delta is not None:
                     out = on_delta(t, seen, s.finish is not None)
                     seen = s.n
-                    if inspect.isawaitable(out):
+                    if out is not None:  # an awaitable (a stop, an arrival), or None on most deltas
                         await out
         finally:
             self._in_flight(-1)
