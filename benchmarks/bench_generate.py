@@ -6,9 +6,9 @@ Run by hand (it starts a vLLM engine, ~20-90 s, and uses every core):
 
 Rows: `dp generate_run` (VLLMEngine, writing each batch into a DuckDB cache as
 `dp generate` does) against `LLM.generate` on the very same requests (same
-prompts, seeds, log-probs), alternated `--repeats` times (dp, raw, dp, raw, ...)
-so that neither side gets the warm engine or the quiet minute; the median of
-each side is compared. dp's own work inside its run (record building and the
+prompts, seeds, log-probs), `--repeats` pairs in the order dp, raw, raw, dp,
+dp, raw, ... (ABBA: a drift of the machine over the runs falls on both sides
+alike, and neither side always goes first); the median of each side is compared. dp's own work inside its run (record building and the
 cache write) is timed on its own. Then raw `LLM.generate` without log-probs, and
 TransformersEngine on a few of the same traces. Prints a table with the machine
 and the settings. Stores nothing outside a temporary directory.
@@ -47,7 +47,7 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--compile", action="store_true", help="let vLLM torch.compile (slower start)")
     ap.add_argument("--dtype", default=None, help="vLLM dtype (default: float32 on the CPU)")
-    ap.add_argument("--repeats", type=int, default=3, help="dp / raw runs, alternated")
+    ap.add_argument("--repeats", type=int, default=4, help="dp / raw pairs, in ABBA order")
     ap.add_argument("--tf-traces", type=int, default=4, help="traces for the transformers row (0: skip)")
     ap.add_argument("--tf-threads", type=int, default=None)
     args = ap.parse_args()
@@ -88,7 +88,7 @@ def main() -> None:
     engine._records = timed_records
     dp_s, raw_s, tokens = [], [], 0
     with tempfile.TemporaryDirectory() as tmp:
-        for rep in range(args.repeats):
+        def dp_run(rep: int) -> dict:
             with Cache(f"{tmp}/b{rep}.duckdb", write=True) as cache:
                 cache.create_run(RunInfo(run="b", model=args.model, engine="bench", tokenizer=args.model,
                                          source="generate", dataset="arith", n=spec.n, seed=0,
@@ -100,12 +100,21 @@ def main() -> None:
                     cache.write_traces("b", records)
                     own["write_s"] += time.perf_counter() - t0
 
-                stats = generate_run(engine, problems, spec, set(), sink, progress=False, batch_traces=10**6)
-            dp_s.append(stats["seconds"])
-            tokens = stats["tokens"]
+                return generate_run(engine, problems, spec, set(), sink, progress=False, batch_traces=10**6)
+
+        def raw_run() -> None:
             outs, dt = timed(lambda: engine.llm.generate(prompts, params, use_tqdm=False))
             raw_s.append(dt)
             assert sum(len(o.outputs[0].token_ids) for o in outs) == tokens  # the very same tokens (fp32)
+
+        for rep in range(args.repeats):  # pairs dp, raw / raw, dp / dp, raw ... (pair 0 gives `tokens` first)
+            if rep % 2:
+                raw_run()
+            stats = dp_run(rep)
+            dp_s.append(stats["seconds"])
+            tokens = stats["tokens"]
+            if not rep % 2:
+                raw_run()
     rows.append((f"dp generate_run, median of {args.repeats}", len(jobs), tokens, statistics.median(dp_s)))
     rows.append((f"raw LLM.generate, median of {args.repeats}", len(jobs), tokens, statistics.median(raw_s)))
     plain = [SamplingParams(temperature=spec.temperature, top_p=spec.top_p, max_tokens=spec.max_tokens,
