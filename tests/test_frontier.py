@@ -143,7 +143,7 @@ def test_frontier_cli_names_run_n_rule_and_judge_and_writes_figure(synth):
 
 
 def test_tune_writes_settings_that_simulate_replays(synth, tmp_path):
-    f = tmp_path / "tuned.json"
+    f = tmp_path / "not-yet" / "tuned.json"  # its folder is made (`make demo`'s out/ in a fresh clone)
     r = invoke("tune", "--cache", synth / "c.duckdb", "--run", "conf", "--judge", "jaccard", "--truncate", "words:4",
                "--truncate", "tokens:3", "--family", "cons", "--family", "random", "--family", "deepprune",
                "--family", "short-m@k", "--orders", 3, "--folds", 2, "--tolerance", 0.05, "--out", f, "--json")

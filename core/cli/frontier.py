@@ -175,6 +175,7 @@ def tune_cmd(cache_path, run, judges, truncates, orders, crossfit, families, lim
         doc["note"] = (f"tuned with {judge} judges cross-fitted over {crossfit} folds; --settings loads the "
                        f"'{judge}' judge itself")
     path = Path(out_path or f"tuned_{run}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)  # `--out out/tuned.json` in a fresh clone
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(jsonable(doc), indent=1, allow_nan=False), encoding="utf-8")
     tmp.replace(path)
