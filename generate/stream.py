@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dp.confidence import token_confidence
+from dp.confidence import row_confidence, token_confidence
 from dp.errors import DPError
 from dp.generate.engines import EngineBase, one_line, vllm_env
 from dp.generate.records import build_record
@@ -47,11 +47,6 @@ class Stream:
     def n(self) -> int:
         return len(self.ids)
 
-    @property
-    def folded(self) -> int:
-        """Positions already folded into confidences; `topk_lp` holds the rows from here on."""
-        return self._done
-
     def compact(self) -> None:
         """Fold the pending rows into float32 arrays (row by row the same numbers as on the whole trace)."""
         if self.topk_lp:
@@ -73,6 +68,13 @@ class Stream:
         if pend:
             parts.append(token_confidence(np.asarray(pend, dtype=np.float32).reshape(-1, self.k), self.k))
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
+    def few_confidences(self, start: int) -> list[float] | None:
+        """`confidence(start)` as plain floats (`row_confidence`, equal to the bit, no numpy call) when
+        at most FEW positions are asked and none is folded yet (the usual delta); None otherwise."""
+        if self.n - start > FEW or start < self._done:
+            return None
+        return [row_confidence(row, self.k) for row in self.topk_lp[start - self._done:]]
 
     def logprobs(self) -> np.ndarray:
         self.compact()

@@ -58,16 +58,29 @@ def test_watchdog_ends_the_children_of_a_killed_process(tmp_path):
     assert left == [], "the child outlived its SIGKILLed parent"
 
 
-def test_spawned_engine_processes_do_not_see_ctrl_c(tmp_path):
-    """Processes spawned (as vLLM spawns EngineCore and Worker) by a program that imports dp
-    have SIGINT blocked, the spawner not; so a terminal's Ctrl-C reaches only dp."""
-    script = tmp_path / "spawner.py"
+_SIGINT_BIT = 1 << (signal.SIGINT - 1)
+
+
+def _sigint_blocked(tmp_path, body: str) -> list[bool]:
+    """Run a script (`body`, which may call `blocked()` in any process and print what it returns)
+    and say, for each number it printed, whether SIGINT was blocked there."""
+    script = tmp_path / "masks.py"
     script.write_text(textwrap.dedent("""
         import multiprocessing as mp
-        import dp.interrupts  # noqa: F401
 
         def blocked():
             return int([ln for ln in open("/proc/self/status") if ln.startswith("SigBlk")][0].split()[1], 16)
+    """) + textwrap.dedent(body))
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return [bool(int(x) & _SIGINT_BIT) for x in r.stdout.split()]
+
+
+def test_spawned_engine_processes_do_not_see_ctrl_c(tmp_path):
+    """Processes spawned (as vLLM spawns EngineCore and Worker) by a program that imports dp
+    have SIGINT blocked, the spawner not; so a terminal's Ctrl-C reaches only dp."""
+    main, child, grandchild = _sigint_blocked(tmp_path, """
+        import dp.interrupts  # noqa: F401
 
         def grandchild(q):
             q.put(blocked())
@@ -82,12 +95,30 @@ def test_spawned_engine_processes_do_not_see_ctrl_c(tmp_path):
             p = mp.get_context("spawn").Process(target=child, args=(q,), name="EngineCore")
             p.start(); p.join()
             print(blocked(), q.get(), q.get())
-    """))
-    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    main, child, grandchild = (int(x) for x in r.stdout.split())
-    bit = 1 << (signal.SIGINT - 1)
-    assert not main & bit and child & bit and grandchild & bit
+    """)
+    assert not main and child and grandchild
+
+
+def test_processes_started_by_an_engine_begin_without_ctrl_c_whatever_the_main_module(tmp_path):
+    """`python -m dp.cli` is a package's __main__, which spawn does not re-import in the engine's
+    processes: they are shielded by the mask `shielded_children()` holds while the engine starts
+    (inherited through fork and exec), not by re-importing dp. After the block, the starter's own
+    mask is as it was."""
+    main, child = _sigint_blocked(tmp_path, """
+        def child(q):
+            q.put(blocked())
+
+        if __name__ == "__main__":  # dp is imported here only: the spawned child never imports it
+            from dp.interrupts import shielded_children
+
+            q = mp.get_context("spawn").Queue()
+            with shielded_children():
+                p = mp.get_context("spawn").Process(target=child, args=(q,), name="EngineCore")
+                p.start()
+            p.join()
+            print(blocked(), q.get())
+    """)
+    assert not main and child
 
 
 def test_reader_waits_for_a_writer_then_reads(tmp_path, data_dir):
@@ -389,34 +420,3 @@ def test_an_interrupt_a_library_turns_into_its_own_error_still_ends_as_an_interr
 
     assert duckdb.connect(str(db), read_only=True).execute("select count(*) from t").fetchone() == (0,)
 
-
-def test_processes_started_by_an_engine_begin_without_ctrl_c_whatever_the_main_module(tmp_path):
-    """`python -m dp.cli` is a package's __main__, which spawn does not re-import in the engine's
-    processes: they are shielded by the mask `shielded_children()` holds while the engine starts
-    (inherited through fork and exec), not by re-importing dp. After the block, the starter's own
-    mask is as it was."""
-    script = tmp_path / "starter.py"
-    script.write_text(textwrap.dedent("""
-        import multiprocessing as mp
-
-        def blocked():
-            return int([ln for ln in open("/proc/self/status") if ln.startswith("SigBlk")][0].split()[1], 16)
-
-        def child(q):
-            q.put(blocked())
-
-        if __name__ == "__main__":  # dp is imported here only: the spawned child never imports it
-            from dp.interrupts import shielded_children
-
-            q = mp.get_context("spawn").Queue()
-            with shielded_children():
-                p = mp.get_context("spawn").Process(target=child, args=(q,), name="EngineCore")
-                p.start()
-            p.join()
-            print(blocked(), q.get())
-    """))
-    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    main, child = r.stdout.split()
-    bit = 1 << (signal.SIGINT - 1)
-    assert not int(main) & bit and int(child) & bit

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import inspect
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -34,9 +33,7 @@ import numpy as np
 
 from dp.answers import extract_answer, group_answers, is_correct
 from dp.cache.store import stored_float, stored_scalar
-from dp.confidence import row_confidence
 from dp.errors import DPError
-from dp.generate.stream import FEW
 from dp.seeds import derive
 from dp.seeds import rng as make_rng
 from dp.simulate.replay.context import ProblemContext
@@ -126,7 +123,7 @@ class LiveTraces:
             self._in_flight(-1)
         if on_delta is not None:  # the end, also when the last delta carried no finish reason
             out = on_delta(t, seen, True)
-            if inspect.isawaitable(out):
+            if out is not None:
                 await out
 
     async def stop(self, t: int) -> None:
@@ -171,11 +168,9 @@ class LiveTraces:
 
     def new_confidences(self, t: int, start: int) -> list[float] | np.ndarray:
         """`confidence(t, start)` for the tokens of a delta: a few are computed in plain Python
-        (`row_confidence`, `stored_scalar`: the same numbers, no numpy call per delta)."""
-        s = self.streams[t]
-        if s.n - start <= FEW and start >= s.folded:
-            return [stored_scalar(row_confidence(row, s.k)) for row in s.topk_lp[start - s.folded:]]
-        return self.confidence(t, start)
+        (`Stream.few_confidences`, `stored_scalar`: the same numbers, no numpy call per delta)."""
+        few = self.streams[t].few_confidences(start)
+        return self.confidence(t, start) if few is None else [stored_scalar(c) for c in few]
 
     def text(self, t: int) -> tuple[str, np.ndarray]:
         return self.engine.text(self.streams[t])
