@@ -10,6 +10,7 @@ Records are built by the same `build_record` as offline generation.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from array import array
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,22 +25,22 @@ from dp.interrupts import shielded_children
 from dp.quiet import is_quiet
 from dp.types import FinishReason, TraceRecord
 
-FEW = 4  # deltas of at most this many tokens are read with list slices (numpy costs more below)
-COMPACT = 256  # pending top-k rows are folded into float32 confidences this many at a time
+FEW = 4  # confidences of at most this many new tokens are computed in plain Python (numpy costs more below)
+COMPACT = 256  # pending positions are folded into float32 confidences this many at a time
 
 
 @dataclass
 class Stream:
     """What one trace has generated so far: token ids, and per token the sampled log-prob and the
-    confidence (`dp.confidence.token_confidence` of its top-k), kept as float32 arrays; only the
-    last < COMPACT positions are held as top-k rows, so memory is ~50 bytes a token, not k floats."""
+    confidence (`dp.confidence.token_confidence` of its top-k). The last < COMPACT positions are
+    held as they arrived, k + 1 float32 log-probs a position in one flat `array` (no Python float
+    per entry); then folded into float32 arrays of log-probs and confidences, ~50 bytes a token."""
 
     request_id: str
     ids: list[int] = field(default_factory=list)
-    sampled: list[float] = field(default_factory=list)  # pending: log-prob of each sampled token
-    topk_lp: list[list[float]] = field(default_factory=list)  # pending: top-k log-probs of each position
     finish: FinishReason | None = None
     k: int = 0  # top-k entries per position
+    _pending: array = field(default_factory=lambda: array("f"))  # per position: sampled, then top k
     _chunks: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)  # (sampled, confidence)
     _done: int = 0  # positions folded into _chunks
 
@@ -47,13 +48,31 @@ class Stream:
     def n(self) -> int:
         return len(self.ids)
 
+    def add(self, ids: list[int], logprobs) -> None:
+        """Append positions: `logprobs` holds k + 1 log-probs a position, the sampled token's then
+        the top k (a flat list as in vLLM's FlatLogprobs, or an (m, k + 1) array)."""
+        if len(ids) * (self.k + 1) != (logprobs.size if isinstance(logprobs, np.ndarray) else len(logprobs)):
+            raise ValueError(f"{len(ids)} tokens need {len(ids) * (self.k + 1)} log-probs (k={self.k})")
+        if isinstance(logprobs, np.ndarray):
+            self._pending.frombytes(np.ascontiguousarray(logprobs, dtype=np.float32).tobytes())
+        else:
+            self._pending.extend(logprobs)
+        self.ids += ids
+        if self.n - self._done >= COMPACT:
+            self.compact()
+
+    def _rows(self, start: int = 0) -> np.ndarray:
+        """The pending positions from `start` on (absolute), as an (m, k + 1) float32 array (a copy)."""
+        rows = np.array(self._pending, dtype=np.float32).reshape(-1, self.k + 1)
+        return rows[max(0, start - self._done):]
+
     def compact(self) -> None:
-        """Fold the pending rows into float32 arrays (row by row the same numbers as on the whole trace)."""
-        if self.topk_lp:
-            rows = np.asarray(self.topk_lp, dtype=np.float32).reshape(-1, self.k)
-            self._chunks.append((np.asarray(self.sampled, dtype=np.float32), token_confidence(rows, self.k)))
-            self._done += len(self.topk_lp)
-            self.sampled, self.topk_lp = [], []
+        """Fold the pending positions into float32 arrays (row by row the same numbers as on the whole trace)."""
+        if self.n > self._done:
+            rows = self._rows()
+            self._chunks.append((rows[:, 0], token_confidence(rows[:, 1:], self.k)))
+            self._done += rows.shape[0]
+            self._pending = array("f")
 
     def confidence(self, start: int = 0) -> np.ndarray:
         """Token confidences from position `start` on (float32, not rounded), in O(positions asked)."""
@@ -64,9 +83,8 @@ class Stream:
             at -= conf.size
             parts.append(conf[max(0, start - at):])
         parts.reverse()
-        pend = self.topk_lp[max(0, start - self._done):]
-        if pend:
-            parts.append(token_confidence(np.asarray(pend, dtype=np.float32).reshape(-1, self.k), self.k))
+        if self.n > max(start, self._done):
+            parts.append(token_confidence(self._rows(start)[:, 1:], self.k))
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 
     def few_confidences(self, start: int) -> list[float] | None:
@@ -74,7 +92,8 @@ class Stream:
         at most FEW positions are asked and none is folded yet (the usual delta); None otherwise."""
         if self.n - start > FEW or start < self._done:
             return None
-        return [row_confidence(row, self.k) for row in self.topk_lp[start - self._done:]]
+        k1, p = self.k + 1, self._pending
+        return [row_confidence(p[i * k1 + 1: (i + 1) * k1], self.k) for i in range(start - self._done, self.n - self._done)]
 
     def logprobs(self) -> np.ndarray:
         self.compact()
@@ -129,20 +148,11 @@ class StreamEngine(EngineBase):
         async for out in self.engine.generate(TokensPrompt(prompt_token_ids=list(prompt_ids)), params,
                                               stream.request_id):
             o = out.outputs[0]
-            ids = list(o.token_ids)
-            if len(ids) <= FEW and len(o.logprobs.logprobs) == len(ids) * k1:  # the usual delta: list slices
+            ids = o.token_ids
+            if ids:
                 lps = o.logprobs.logprobs
-                for a in range(0, len(lps), k1):
-                    stream.sampled.append(lps[a])
-                    stream.topk_lp.append(lps[a + 1: a + k1])
-                stream.ids += ids
-            elif ids:
-                lp, _ = _positions(o.logprobs, len(ids), k1)
-                stream.ids += ids
-                stream.sampled += lp[:, 0].tolist()
-                stream.topk_lp += lp[:, 1:].tolist()
-            if len(stream.topk_lp) >= COMPACT:
-                stream.compact()
+                # k + 1 entries a position (sampled, then ranks 1..k) as a list; merged deltas may need sorting
+                stream.add(ids, lps if len(lps) == len(ids) * k1 else _positions(o.logprobs, len(ids), k1)[0])
             if o.finish_reason:
                 stream.finish = FinishReason(o.finish_reason) if o.finish_reason in ("stop", "length", "abort") \
                     else FinishReason.UNKNOWN

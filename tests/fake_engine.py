@@ -47,9 +47,7 @@ class FakeEngine(EngineBase):
                 stream.finish = FinishReason.ABORT
                 yield stream
                 return
-            stream.ids.append(int(i))
-            stream.sampled.append(-0.1)
-            stream.topk_lp.append(list(np.linspace(-0.1, -5.0, k)))
+            stream.add([int(i)], [-0.1, *np.linspace(-0.1, -5.0, k).tolist()])
             yield stream
         stream.finish = FinishReason.STOP
         yield stream

@@ -68,9 +68,7 @@ class FakeEngine:
             new = ids[at: at + self.delta]
             at += len(new)
             lp = -rng.gamma(2.0, 1.0, size=(len(new), spec.topk_logprobs + 1)).astype(np.float32)
-            stream.ids += new
-            stream.sampled += lp[:, 0].tolist()
-            stream.topk_lp += lp[:, 1:].tolist()
+            stream.add(new, lp)
             if at == len(ids):
                 stream.finish = FinishReason.STOP if len(ids) == len(full) else FinishReason.LENGTH
             yield stream

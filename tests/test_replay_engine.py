@@ -107,19 +107,20 @@ def test_stream_confidence_folded_in_chunks_equals_token_confidence_of_the_whole
     from dp.generate import stream as st
 
     rng = np.random.default_rng(7)
-    rows = -rng.exponential(1.0, (3 * st.COMPACT + 17, K)).astype(np.float32)
+    rows = -rng.exponential(1.0, (3 * st.COMPACT + 17, K + 1)).astype(np.float32)  # sampled, then top K
     rows[5, 2] = -np.inf
     s = st.Stream("x", k=K)
-    for a in range(0, len(rows), 3):
-        s.topk_lp += rows[a: a + 3].tolist()
-        s.sampled += rows[a: a + 3, 0].tolist()
-        s.ids += [1] * len(rows[a: a + 3])
-        if len(s.topk_lp) >= st.COMPACT:
-            s.compact()
-    want = token_confidence(rows, K)
+    want = token_confidence(rows[:, 1:], K)
+    for a in range(0, len(rows), 3):  # deltas of 3 positions, as flat lists and as arrays in turn
+        s.add([1] * len(rows[a: a + 3]), rows[a: a + 3].ravel().tolist() if a % 2 else rows[a: a + 3])
+        if a in (0, 3 * st.COMPACT):  # none folded yet / some folded: the plain-Python confidences agree
+            assert s.few_confidences(a) == want[a: a + 3].tolist()
+    assert s.few_confidences(0) is None  # folded positions are read with numpy
     for start in (0, 1, st.COMPACT - 1, st.COMPACT, 2 * st.COMPACT + 5, len(rows) - 2, len(rows)):
         assert np.array_equal(s.confidence(start), want[start:]), start
     assert np.array_equal(s.logprobs(), rows[:, 0])
+    with pytest.raises(ValueError, match="need"):
+        s.add([1, 2], [0.0] * (K + 1))
 
 
 def test_replay_abort_ends_with_abort_and_no_more_tokens(replay_cache):
