@@ -8,12 +8,12 @@
 from __future__ import annotations
 
 import math
-from array import array
 from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
 
+from dp.confidence import as_float32
 from dp.types import TraceRecord
 
 FLOAT_DECIMALS = 3  # log-probs and confidences are stored rounded to 1e-3: the one rounding
@@ -32,7 +32,7 @@ def stored_scalar(x: float) -> float:
     scaling, rounding half to even and scaling back, as done here."""
     if not math.isfinite(x):
         return x
-    return array("f", (round(x * _SCALE) / _SCALE,))[0]
+    return as_float32(round(x * _SCALE) / _SCALE)
 
 
 def rounded(x: np.ndarray | None, n: int) -> pa.Array:

@@ -15,8 +15,11 @@ to the bit.
 from __future__ import annotations
 
 import math
+import struct
 from array import array
 from collections.abc import Sequence
+from functools import reduce
+from operator import add
 
 import numpy as np
 
@@ -47,13 +50,22 @@ def token_confidence(topk_logprobs: np.ndarray, k: int = DEFAULT_TOPK) -> np.nda
 def row_confidence(logprobs: Sequence[float], k: int = DEFAULT_TOPK) -> float:
     """`token_confidence` of one step, in plain Python: the same float32 inputs, float64 sum in the
     same order and float32 result (a float), NaN when no candidate is finite."""
-    top = sorted((v for v in array("f", logprobs) if math.isfinite(v)), reverse=True)[:k]
-    if not top:
-        return math.nan
-    total = 0.0
-    for v in top:
-        total += v
-    return array("f", (-total / len(top),))[0]
+    vals = logprobs if type(logprobs) is array and logprobs.typecode == "f" else array("f", logprobs)
+    if vals and math.isfinite(sum(vals)):  # the usual row (sum() only probes for inf / NaN here)
+        top = sorted(vals, reverse=True)[:k]
+    else:
+        top = sorted((v for v in vals if math.isfinite(v)), reverse=True)[:k]
+        if not top:
+            return math.nan
+    return as_float32(-reduce(add, top, 0.0) / len(top))  # reduce: strictly left to right, like the loop
+
+
+_F32 = struct.Struct("f")
+
+
+def as_float32(x: float) -> float:
+    """x rounded to float32 (as a Python float), like np.float32(x) without a numpy call."""
+    return _F32.unpack(_F32.pack(x))[0]
 
 
 def group_confidence(conf: np.ndarray, window: int = DEFAULT_WINDOW) -> np.ndarray:

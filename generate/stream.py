@@ -9,8 +9,8 @@ Records are built by the same `build_record` as offline generation.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from array import array
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -51,9 +51,10 @@ class Stream:
     def add(self, ids: list[int], logprobs) -> None:
         """Append positions: `logprobs` holds k + 1 log-probs a position, the sampled token's then
         the top k (a flat list as in vLLM's FlatLogprobs, or an (m, k + 1) array)."""
-        if len(ids) * (self.k + 1) != (logprobs.size if isinstance(logprobs, np.ndarray) else len(logprobs)):
+        array_in = isinstance(logprobs, np.ndarray)
+        if len(ids) * (self.k + 1) != (logprobs.size if array_in else len(logprobs)):
             raise ValueError(f"{len(ids)} tokens need {len(ids) * (self.k + 1)} log-probs (k={self.k})")
-        if isinstance(logprobs, np.ndarray):
+        if array_in:
             self._pending.frombytes(np.ascontiguousarray(logprobs, dtype=np.float32).tobytes())
         else:
             self._pending.extend(logprobs)
@@ -92,8 +93,8 @@ class Stream:
         at most FEW positions are asked and none is folded yet (the usual delta); None otherwise."""
         if self.n - start > FEW or start < self._done:
             return None
-        k1, p = self.k + 1, self._pending
-        return [row_confidence(p[i * k1 + 1: (i + 1) * k1], self.k) for i in range(start - self._done, self.n - self._done)]
+        k, p, a = self.k, self._pending, (start - self._done) * (self.k + 1)
+        return [row_confidence(p[b + 1: b + 1 + k], k) for b in range(a, len(p), k + 1)]
 
     def logprobs(self) -> np.ndarray:
         self.compact()

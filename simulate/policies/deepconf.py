@@ -18,6 +18,7 @@ value it compares is computed exactly as the replay's profile is.
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,40 +54,37 @@ class Monitor:
 
     def __init__(self, thr: float, window: int):
         self.thr, self.window = float(thr), int(window)
-        self._cs = np.zeros(64)  # cumulative sums (the same sequential additions as np.cumsum), grown by doubling
+        self._cs = array("d", [0.0])  # cs[i]: sum of the first i (the same sequential additions as np.cumsum)
         self.n = 0  # tokens fed
         self.stop_at: int | None = None
 
     @property
     def cs(self) -> np.ndarray:
-        return self._cs[: self.n + 1]
+        return np.array(self._cs, dtype=np.float64)
 
     def feed(self, conf, done: bool = False) -> int | None:
         """Feed the next token confidences (an array or a list of floats)."""
         if self.stop_at is not None:
             return self.stop_at
-        old, m = self.n, len(conf)
-        if m:  # O(new tokens) a delta: no copy of what was fed before (but on doubling)
-            if old + 1 + m > self._cs.size:
-                self._cs = np.concatenate([self._cs, np.zeros(max(self._cs.size, m))])
-            if m == 1:  # the usual delta: the same float64 addition as np.cumsum, without numpy calls
-                self._cs[old + 1] = float(self._cs[old]) + float(conf[0])
-            else:
-                c = np.asarray(conf, dtype=np.float64)
-                self._cs[old + 1: old + 1 + m] = np.cumsum(np.concatenate([self._cs[old: old + 1], c]))[1:]
-            self.n = old + m
-        n, w = self.n, self.window
+        old, m, cs = self.n, len(conf), self._cs
+        if m == 1:  # the usual delta: the same float64 addition as np.cumsum, without numpy calls
+            cs.append(cs[old] + float(conf[0]))
+        elif m:  # O(new tokens) a delta: nothing fed before is copied
+            cs.frombytes(np.cumsum(np.concatenate([[cs[old]], np.asarray(conf, dtype=np.float64)]))[1:].tobytes())
+        self.n = n = old + m
+        w = self.window
         if n == 0:
             return None
         first = max(old, w - 1) if not (done and n < w) else n - 1  # positions checked now
         if n - first == 1:  # one position: the same float64 operations as below, as scalars
             lo = max(n - w, 0)
-            if (float(self._cs[n]) - float(self._cs[lo])) / (n - lo) < self.thr:
+            if (cs[n] - cs[lo]) / (n - lo) < self.thr:
                 self.stop_at = n
             return self.stop_at
+        v = np.frombuffer(cs, dtype=np.float64)  # a view for this call only (cs grows on the next)
         i = np.arange(first, n) + 1
         lo = np.maximum(i - w, 0)
-        run = (self.cs[i] - self.cs[lo]) / (i - lo)
+        run = (v[i] - v[lo]) / (i - lo)
         below = np.flatnonzero(run < self.thr)
         if below.size:
             self.stop_at = int(first + below[0] + 1)
