@@ -251,7 +251,7 @@ class ReplayAsyncLLM:
 def replay_stream_engine(cache, run: str, model: str | None = None, rate: float | None = None,
                          max_num_seqs: int | None = None):
     """A `StreamEngine` whose AsyncLLM is the trace-driven stand-in over `run` of `cache`."""
-    from dp.generate.stream import StreamEngine
+    from dp.generate.stream import StreamEngine, freeze_startup_heap
 
     info = cache.run_info(run)
 
@@ -265,6 +265,7 @@ def replay_stream_engine(cache, run: str, model: str | None = None, rate: float 
             self.name = STANDIN
             self.engine = ReplayAsyncLLM(ReplaySource(cache, run, self.tokenizer), rate, max_num_seqs)
             self._settings = {"replay_of": run, "rate_tok_s": rate, "max_num_seqs": max_num_seqs}
+            freeze_startup_heap()
 
         def close(self) -> None:
             engine = self.__dict__.pop("engine", None)
