@@ -251,7 +251,7 @@ class ReplayAsyncLLM:
 def replay_stream_engine(cache, run: str, model: str | None = None, rate: float | None = None,
                          max_num_seqs: int | None = None):
     """A `StreamEngine` whose AsyncLLM is the trace-driven stand-in over `run` of `cache`."""
-    from dp.generate.stream import StreamEngine, freeze_startup_heap
+    from dp.generate.stream import StreamEngine, freeze_startup_heap, thaw_startup_heap
 
     info = cache.run_info(run)
 
@@ -271,5 +271,6 @@ def replay_stream_engine(cache, run: str, model: str | None = None, rate: float 
             engine = self.__dict__.pop("engine", None)
             if engine is not None:
                 engine.shutdown()
+                thaw_startup_heap()
 
     return ReplayStreamEngine()

@@ -187,6 +187,7 @@ class StreamEngine(EngineBase):
             except Exception:  # noqa: BLE001 - best effort
                 pass
             del engine
+            thaw_startup_heap()
 
 
 def freeze_startup_heap() -> None:
@@ -197,6 +198,14 @@ def freeze_startup_heap() -> None:
     from vllm.utils.gc_utils import freeze_gc_heap
 
     freeze_gc_heap()
+
+
+def thaw_startup_heap() -> None:
+    """Undo `freeze_startup_heap` when the engine closes (as vLLM's engine core does at shutdown), so
+    what start-up made is collected again and nothing is reported leaked at exit."""
+    import gc
+
+    gc.unfreeze()
 
 
 def _positions(flat, n: int, k1: int) -> tuple[np.ndarray, np.ndarray]:
