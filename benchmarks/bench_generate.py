@@ -86,6 +86,31 @@ def main() -> None:
         return iter(out)
 
     engine._records = timed_records
+    import psutil
+
+    me = psutil.Process()
+
+    def cpu_split() -> tuple[float, float]:
+        """(this process's CPU seconds, its child processes' (the engine core's)), so far."""
+        kids = 0.0
+        for c in me.children(recursive=True):
+            try:
+                t = c.cpu_times()
+                kids += t.user + t.system
+            except psutil.Error:
+                pass
+        t = me.cpu_times()
+        return t.user + t.system, kids
+
+    cpu = {"dp": [], "raw": []}  # per run: (main-process CPU s, engine-process CPU s)
+
+    def metered(side: str, fn):
+        a = cpu_split()
+        out = fn()
+        b = cpu_split()
+        cpu[side].append((b[0] - a[0], b[1] - a[1]))
+        return out
+
     dp_s, raw_s, tokens = [], [], 0
     with tempfile.TemporaryDirectory() as tmp:
         def dp_run(rep: int) -> dict:
@@ -103,14 +128,14 @@ def main() -> None:
                 return generate_run(engine, problems, spec, set(), sink, progress=False, batch_traces=10**6)
 
         def raw_run() -> None:
-            outs, dt = timed(lambda: engine.llm.generate(prompts, params, use_tqdm=False))
+            outs, dt = metered("raw", lambda: timed(lambda: engine.llm.generate(prompts, params, use_tqdm=False)))
             raw_s.append(dt)
             assert sum(len(o.outputs[0].token_ids) for o in outs) == tokens  # the very same tokens (fp32)
 
         for rep in range(args.repeats):  # pairs dp, raw / raw, dp / dp, raw ... (pair 0 gives `tokens` first)
             if rep % 2:
                 raw_run()
-            stats = dp_run(rep)
+            stats = metered("dp", lambda: dp_run(rep))
             dp_s.append(stats["seconds"])
             tokens = stats["tokens"]
             if not rep % 2:
@@ -140,6 +165,9 @@ def main() -> None:
         print(f"{what:<40} {n:>6} {tok:>7} {s:>8.2f} {tok / s:>7.1f}")
     print(f"\neach run, dp: {', '.join(f'{x:.2f}' for x in dp_s)} s; raw: {', '.join(f'{x:.2f}' for x in raw_s)} s")
     print(f"dp generate throughput / raw LLM.generate (medians): {statistics.median(raw_s) / statistics.median(dp_s):.1%}")
+    for side in ("dp", "raw"):
+        main_s, eng_s = (statistics.median(x) for x in zip(*cpu[side], strict=True))
+        print(f"CPU per run, {side}: main process {main_s:.2f} s, engine processes {eng_s:.2f} s (medians)")
     per = 1e6 / max(tokens * args.repeats, 1)
     print(f"dp's own work inside its runs: records {own['records_s'] * per:.2f} us/token + cache write "
           f"{own['write_s'] * per:.2f} us/token ({(own['records_s'] + own['write_s']) / sum(dp_s):.2%} of dp's time)")
