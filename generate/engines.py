@@ -146,9 +146,15 @@ class VLLMEngine(EngineBase):
                 "kv_cache_tokens": self.kv_blocks * self.block_size, **self._settings}
 
     def wave_size(self, prompt_lens: list[int], spec: SamplingSpec) -> int:
-        """How many traces may run at once without any risk of preemption."""
+        """How many traces may be submitted at once without any risk of preemption: all of them
+        when the engine's max_num_seqs running traces fit the KV cache at max_tokens each (it
+        never runs more at once), else as many as fit. A wave smaller than needed is not free:
+        its last traces run in a batch of their own (at 4 x 32 on the CPU build, 121 + 7
+        traces made dp generate 2-3% slower than one LLM.generate call)."""
         per = -(-(max(prompt_lens) + spec.max_tokens) // self.block_size) + 1  # blocks, rounded up
-        return max(1, self.kv_blocks // per) if self.kv_blocks else len(prompt_lens)
+        if not self.kv_blocks or int(self._settings.get("max_num_seqs") or 0) * per <= self.kv_blocks:
+            return len(prompt_lens)
+        return max(1, self.kv_blocks // per)
 
     def requests(self, jobs: list[Job], spec: SamplingSpec) -> tuple[list, list]:
         """(token prompts, per-trace SamplingParams) for `jobs`, length-checked."""

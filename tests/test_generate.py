@@ -313,6 +313,22 @@ def test_vllm_seeded_sampling_survives_many_prompts_at_once(vllm_engine):
     assert len(records) == 64 and vllm_engine.settings()["max_num_batched_tokens"] >= 64 * 256
 
 
+def test_wave_size_by_hand():
+    """Waves only when max_num_seqs running traces could outgrow the KV cache (CPU blocks of 128)."""
+    from dp.generate.engines import VLLMEngine
+
+    e = VLLMEngine.__new__(VLLMEngine)  # the sizing rule alone, no engine started
+    e.block_size, e.kv_blocks = 128, 364  # 46,592 KV tokens, the 2 GiB default for SmolLM2 in fp32
+    spec = SamplingSpec(n=32, max_tokens=128)
+    lens = [107, 109] * 64  # a trace needs ceil((109 + 128) / 128) + 1 = 3 blocks
+    e._settings = {"max_num_seqs": 64}  # 64 x 3 = 192 <= 364 blocks: one wave of all 128
+    assert e.wave_size(lens, spec) == 128
+    e._settings = {"max_num_seqs": 256}  # 256 x 3 > 364: waves of 364 // 3 = 121
+    assert e.wave_size(lens, spec) == 121
+    e.kv_blocks = 0  # unknown cache size: no waves
+    assert e.wave_size(lens, spec) == 128
+
+
 @pytest.mark.slow
 def test_vllm_waves_keep_traces_identical(vllm_engine, arith, monkeypatch):
     """A small KV cache splits the jobs into waves; seeded traces do not change."""

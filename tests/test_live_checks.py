@@ -18,7 +18,7 @@ from dp.simulate.live.checks import prune_warnings, setting_error
 from dp.simulate.live.run import LiveSettings, run_lives
 from dp.simulate.policies.registry import make_policy
 from dp.types import Problem
-from tests.scripted_engine import FakeEngine
+from tests.fake_engine import FakeEngine
 
 QUESTIONS = ["What is 2 + 3?", "What is 1 + 4?"]
 

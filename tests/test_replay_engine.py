@@ -5,6 +5,7 @@ as `dp simulate` does in the live order. Fast tier: a cache written here, the Sm
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 
 import numpy as np
@@ -137,14 +138,16 @@ def test_replay_abort_ends_with_abort_and_no_more_tokens(replay_cache):
             spec = SamplingSpec.from_dict(c.run_info("g")["sampling"])
             prompt = eng.tokenizer(build_prompt(eng.tokenizer, pt.problem), add_special_tokens=False)["input_ids"]
             s = Stream("a")
+            frozen = gc.get_freeze_count()  # the start-up heap is out of the collector's reach while it streams
             async for _ in eng.stream(s, prompt, spec, int(pt.seeds[2])):
                 if s.n >= 3 and s.finish is None:
                     await eng.abort("a")
             eng.close()
-            return s
+            return s, frozen, gc.get_freeze_count()
 
-        s = asyncio.run(main())
+        s, frozen, after = asyncio.run(main())
     assert s.finish == FinishReason.ABORT and 3 <= s.n < int(pt.lengths[2])
+    assert frozen > 10_000 and after == 0  # and back within it once the engine is closed
 
 
 def test_replay_of_an_unknown_prompt_is_one_line_error(replay_cache):

@@ -21,7 +21,7 @@ from dp.simulate.replay.context import build_contexts, equip
 from dp.simulate.serve.app import Served, ServeSettings, create_app
 from dp.simulate.serve.record import RunSpec
 from dp.simulate.serve.request import ServerDefaults, live_policies
-from tests.scripted_engine import FakeEngine
+from tests.fake_engine import FakeEngine
 
 MODEL = "smollm2-135m"
 D = ServerDefaults(model=MODEL, n=8, max_tokens=64, judge="jaccard", truncate="tokens:8", params={"K2": 2}, seed=3)

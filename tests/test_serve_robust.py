@@ -32,7 +32,7 @@ class SlowJudge:
 
 @pytest.fixture(scope="module")
 def engine():
-    return FakeEngine()
+    return FakeEngine(delta=1, pause=0.002)
 
 
 def served(engine, record_spec=None, **kw) -> Served:
