@@ -135,7 +135,7 @@ def main() -> None:
         for rep in range(args.repeats):  # pairs dp, raw / raw, dp / dp, raw ... (pair 0 gives `tokens` first)
             if rep % 2:
                 raw_run()
-            stats = metered("dp", lambda: dp_run(rep))
+            stats = metered("dp", lambda rep=rep: dp_run(rep))
             dp_s.append(stats["seconds"])
             tokens = stats["tokens"]
             if not rep % 2:
