@@ -9,7 +9,8 @@ Rows: `dp generate_run` (VLLMEngine, writing each batch into a DuckDB cache as
 prompts, seeds, log-probs), `--repeats` pairs in the order dp, raw, raw, dp,
 dp, raw, ... (ABBA: a drift of the machine over the runs falls on both sides
 alike, and neither side always goes first); the median of each side is compared. dp's own work inside its run (record building and the
-cache write) is timed on its own. Then raw `LLM.generate` without log-probs, and
+cache write) is timed on its own, and each run's CPU is split into the main process's and the engine
+processes' (which side does the extra work when dp is slower). Then raw `LLM.generate` without log-probs, and
 TransformersEngine on a few of the same traces. Prints a table with the machine
 and the settings. Stores nothing outside a temporary directory.
 """
