@@ -152,7 +152,8 @@ class VLLMEngine(EngineBase):
         its last traces run in a batch of their own (at 4 x 32 on the CPU build, 121 + 7
         traces made dp generate 2-3% slower than one LLM.generate call)."""
         per = -(-(max(prompt_lens) + spec.max_tokens) // self.block_size) + 1  # blocks, rounded up
-        if not self.kv_blocks or int(self._settings.get("max_num_seqs") or 0) * per <= self.kv_blocks:
+        seqs = self._settings.get("max_num_seqs")  # None: vLLM's own default, unknown here - waves then
+        if not self.kv_blocks or (seqs and int(seqs) * per <= self.kv_blocks):
             return len(prompt_lens)
         return max(1, self.kv_blocks // per)
 

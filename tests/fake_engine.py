@@ -56,8 +56,8 @@ class FakeEngine:
 
     async def stream(self, stream, prompt_ids, spec, seed: int, max_tokens: int | None = None):
         self.requests += 1
-        ids = self.trace_ids(seed)[: max_tokens or spec.max_tokens]
         full = self.trace_ids(seed)
+        ids = full[: max_tokens or spec.max_tokens]
         rng = np.random.default_rng([seed, 7])
         stream.k = spec.topk_logprobs
         at = 0

@@ -325,6 +325,8 @@ def test_wave_size_by_hand():
     assert e.wave_size(lens, spec) == 128
     e._settings = {"max_num_seqs": 256}  # 256 x 3 > 364: waves of 364 // 3 = 121
     assert e.wave_size(lens, spec) == 121
+    e._settings = {"max_num_seqs": None}  # vLLM's default batch, not known here: waves as if all ran at once
+    assert e.wave_size(lens, spec) == 121
     e.kv_blocks = 0  # unknown cache size: no waves
     assert e.wave_size(lens, spec) == 128
 
