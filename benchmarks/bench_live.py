@@ -13,7 +13,14 @@ Run by hand (starts vLLM engines; minutes; nothing else should run on the machin
 3. DeepPrune keep again with other trace budgets (`--budgets`, e.g. 32,128), to show what
    traces in flight buy.
 
-4. With `--peer-deepconf` (needs `pip install --no-deps deepconf==0.1.0`), DeepConf's own
+4. Unless `--no-prefill-pass`: every trace of the reference started again in a fresh engine and
+   stopped after one token (same admission), which times what a started trace costs whatever a
+   policy does later: its prompt's prefill and its set-up. From it and the full generation, each
+   policy's *work cut* (traces started x that cost + tokens x the cost of a further token) and its
+   wall cut against it: a policy that starts every trace can cut its wall time by at most (1 - the
+   started traces' share) x its token cut.
+
+5. With `--peer-deepconf` (needs `pip install --no-deps deepconf==0.1.0`), DeepConf's own
    `DeepThinkLLM.deepthink(mode="online")` on the same prompts and sampling settings, one
    problem at a time as it runs (its own seeds), for reference.
 
@@ -91,6 +98,78 @@ def peer_deepconf(args, cache_path: str, ref: str) -> dict:
             "engine_start_seconds": start_s}
 
 
+def prefill_pass(cache_path: str, ref: str, dtype: str, max_traces: int) -> dict:
+    """Every trace of the reference run started again and stopped after ONE token, in a fresh engine,
+    admitted the same way (at most `max_traces` in flight): the work a started trace costs whatever
+    happens to it later (its prompt's prefill, the request's set-up and its first token). Timed on the
+    second of two passes (the first one in a fresh engine also pays for its first batch shapes)."""
+    import asyncio
+
+    from dp.cache.store import Cache
+    from dp.generate.prompts import build_prompt
+    from dp.generate.sampling import SamplingSpec
+    from dp.generate.stream import Stream, StreamEngine
+
+    with Cache(cache_path) as cache:
+        info, problems = cache.run_info(ref), cache.load_run(ref)
+    spec = SamplingSpec.from_dict(info["sampling"])
+
+    async def session() -> dict:
+        engine = StreamEngine(info["model"], dtype=dtype)
+        try:
+            room = asyncio.Semaphore(max_traces)
+            prompt_tokens = 0
+
+            async def one(ids: list[int], seed: int, rid: str) -> None:
+                async with room:
+                    async for _ in engine.stream(Stream(rid), ids, spec, seed, max_tokens=1):
+                        pass
+
+            jobs = []
+            for pt in problems:
+                ids = engine.tokenizer(build_prompt(engine.tokenizer, pt.problem), add_special_tokens=False)["input_ids"]
+                prompt_tokens += len(ids) * len(pt.seeds)
+                jobs += [(ids, int(s), f"prefill-{pt.problem.problem_id}-{i}") for i, s in enumerate(pt.seeds)]
+            passes = []
+            for rep in range(2):  # the first pass in a fresh engine also pays for its first shapes
+                t0 = time.perf_counter()
+                await asyncio.gather(*(one(ids, seed, f"{rid}-{rep}") for ids, seed, rid in jobs))
+                passes.append(time.perf_counter() - t0)
+            return {"traces": len(jobs), "prompt_tokens": prompt_tokens, "seconds": passes[-1],
+                    "first_pass_seconds": passes[0]}
+        finally:
+            engine.close()
+
+    return asyncio.run(session())
+
+
+def traces_started(cache_path: str, run: str) -> int:
+    import duckdb
+
+    con = duckdb.connect(cache_path, read_only=True)
+    n = con.execute("SELECT count(*) FROM traces WHERE run = ?", [run]).fetchone()[0]
+    con.close()
+    return int(n)
+
+
+def work_model(rows: list[dict], prefill: dict, full_traces: int) -> dict:
+    """Split the full generation's wall time into what started traces cost (the prefill pass) and what
+    each generated token after the first costs; predict each policy's wall time from its traces started
+    and tokens, and its *work cut* (the wall cut that follows from them with the batch kept full)."""
+    full = next(r for r in rows if r.get("full_generation_seconds"))
+    per_trace = prefill["seconds"] / prefill["traces"]
+    per_token = (full["full_generation_seconds"] - prefill["seconds"]) / (full["full_tokens"] - full_traces)
+    for r in rows:
+        predicted = r["traces_started"] * per_trace + (r["live_tokens"] - r["traces_started"]) * per_token
+        r["predicted_seconds"] = predicted
+        r["work_cut"] = 1 - predicted / full["full_generation_seconds"]
+        r["wall_to_work_cut"] = r["wall_cut"] / r["work_cut"] if r["work_cut"] else None
+    return {"seconds_per_started_trace": per_trace, "seconds_per_token": per_token,
+            "started_traces_share_of_full": prefill["seconds"] / full["full_generation_seconds"],
+            "ceiling_wall_to_token_cut_if_every_trace_starts":
+                1 - prefill["seconds"] / full["full_generation_seconds"]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--problems", type=int, default=8)
@@ -109,6 +188,8 @@ def main() -> None:
     ap.add_argument("--cache", default="out/bench_live.duckdb")
     ap.add_argument("--out", default=None)
     ap.add_argument("--peer-deepconf", action="store_true", help="also run deepconf 0.1.0's own online mode")
+    ap.add_argument("--no-prefill-pass", action="store_true",
+                    help="skip the pass that times what a started trace costs (its prompt's prefill)")
     args = ap.parse_args()
 
     from dp.cache.store import Cache
@@ -146,6 +227,8 @@ def main() -> None:
         for w in [int(x) for x in args.budgets.split(",") if x]:
             windows += run_lives(cache, [settings("deepprune-keep", w)], progress=False)
     peer = peer_deepconf(args, args.cache, ref) if args.peer_deepconf else None
+    prefill = (None if args.no_prefill_pass else
+               prefill_pass(args.cache, ref, args.dtype, main_runs[0]["max_traces_in_flight"]))
     # cons lets every trace run to the end in another engine (AsyncLLM) and other batches than the reference
     same, total = (identical_traces(args.cache, ref, f"{ref}-cons-t{args.max_traces or 'batch'}") if "cons" in chosen
                    else (None, None))
@@ -153,12 +236,15 @@ def main() -> None:
             "full_generation_seconds", "token_cut", "wall_cut", "wall_to_token_cut", "live_accuracy",
             "decisions_matched", "decisions_total", "judge_seconds", "judge_pairs", "dtype")
     rows = [{k: o.get(k) for k in keys} for o in main_runs + windows]
+    for row, o in zip(rows, main_runs + windows, strict=True):
+        row["traces_started"] = traces_started(args.cache, o["live_run"])
+    model = work_model(rows, prefill, generated["traces"]) if prefill else None
     cons = next((o for o in main_runs if o["policy"] == "cons"), None)
     report = {
         "machine": where, "settings": vars(args), "reference_run": ref,
         "generate": {k: generated.get(k) for k in ("traces", "tokens", "seconds", "tokens_per_s")},
         "generate_process_seconds": generated["process_seconds"], "live_session_seconds": session_s,
-        "rows": rows, "peer_deepconf": peer,
+        "rows": rows, "peer_deepconf": peer, "prefill_pass": prefill, "work_model": model,
         "cons_overhead": (cons["live_seconds"] / generated["seconds"] - 1) if cons else None,
         "cons_identical_to_reference": None if same is None else {"identical": same, "traces": total},
     }
@@ -170,11 +256,20 @@ def main() -> None:
           f"seed {args.seed}, judge {args.judge}, truncate {args.truncate}, K2 {args.K2}")
     print(f"dp generate: {generated['tokens']} tokens in {generated['seconds']:.1f} s "
           f"({generated['tokens_per_s']} tok/s, engine start excluded)")
-    cols = ("policy", "mode", "max_traces_in_flight", "peak_traces_in_flight", "live_tokens", "live_seconds", "full_generation_seconds",
-            "token_cut", "wall_cut", "wall_to_token_cut", "live_accuracy", "decisions_matched", "decisions_total")
+    cols = ("policy", "mode", "max_traces_in_flight", "peak_traces_in_flight", "traces_started", "live_tokens",
+            "live_seconds", "full_generation_seconds", "token_cut", "wall_cut", "wall_to_token_cut")
+    cols += ("work_cut", "wall_to_work_cut") if model else ()
+    cols += ("live_accuracy", "decisions_matched", "decisions_total")
     print("  ".join(cols))
     for row in rows:
         print("  ".join(f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in cols))
+    if model:
+        print(f"prefill pass: {prefill['traces']} traces ({prefill['prompt_tokens']} prompt tokens), one token "
+              f"each, in {prefill['seconds']:.1f} s = {model['seconds_per_started_trace'] * 1e3:.0f} ms a started "
+              f"trace, {model['started_traces_share_of_full']:.0%} of the full generation; "
+              f"{model['seconds_per_token'] * 1e3:.1f} ms a further token. A policy that starts every trace "
+              f"cuts at most {model['ceiling_wall_to_token_cut_if_every_trace_starts']:.2f} x its token cut "
+              f"from the wall time")
     if peer:
         print(f"{peer['policy']}: {peer['live_tokens']} tokens in {peer['live_seconds']:.1f} s, "
               f"accuracy {peer['live_accuracy']:.3f}")
