@@ -17,12 +17,11 @@ import numpy as np
 
 from dp.confidence import row_confidence, token_confidence
 from dp.errors import DPError
-from dp.generate.engines import EngineBase, one_line, vllm_env
+from dp.generate.engines import EngineBase, engine_settings, one_line, vllm_env
 from dp.generate.records import build_record
 from dp.generate.sampling import SamplingSpec, to_vllm
 from dp.generate.watchdog import guard_engines
 from dp.interrupts import shielded_children
-from dp.quiet import is_quiet
 from dp.types import FinishReason, TraceRecord
 
 FEW = 4  # confidences of at most this many new tokens are computed in plain Python (numpy costs more below)
@@ -111,17 +110,10 @@ class StreamEngine(EngineBase):
         vllm_env(kv_cache_gib)
         import vllm
         from vllm.engine.arg_utils import AsyncEngineArgs
-        from vllm.platforms import current_platform
         from vllm.v1.engine.async_llm import AsyncLLM
 
         self.name = f"vllm {vllm.__version__} (AsyncLLM)"
-        self._settings = dict(
-            dtype=dtype or ("float32" if current_platform.is_cpu() else "auto"), enforce_eager=enforce_eager,
-            max_num_seqs=max_num_seqs, max_model_len=max_model_len,
-            max_num_batched_tokens=max(8192, max_num_seqs * max_prompt_tokens),
-        )
-        if is_quiet():
-            self._settings["use_tqdm_on_load"] = False  # no weight-loading bar unless --verbose
+        self._settings = engine_settings(dtype, enforce_eager, max_num_seqs, max_prompt_tokens, max_model_len)
         args = AsyncEngineArgs(model=str(self.model_path), tokenizer=str(self.model_path), seed=0,
                                **self._settings)
         guard_engines()

@@ -1,5 +1,6 @@
 """`dp live --compare` on the embedded model (slow): every live policy's decisions match the
-simulator's in the live order, on one engine with problems in flight."""
+simulator's in the live order, on one engine with problems in flight. (A words rule, whose decision
+point lands mid-trace, live on the real engine: `tests/test_replay_engine.py`.)"""
 
 from __future__ import annotations
 
@@ -59,26 +60,3 @@ def test_every_policy_live_equals_its_replay(tmp_path, arith_reference):
             "SELECT count(*), count(*) FILTER (WHERE tokens_generated > 0) FROM live_traces "
             "WHERE run = 'arith-live-esc-keep' AND decision = 'skip'").fetchone()
         assert skipped > 0 and with_tokens == 0  # unstarted traces are stored, with no tokens
-
-
-@pytest.mark.slow
-def test_live_equals_replay_under_a_words_rule(tmp_path, gsm_reference):
-    """words:1 on GSM8K traces cuts most of them mid-trace (the first 'so', 'but', ...): the live
-    runner must find the same decision point while tokens stream in, decision for decision."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    cache = tmp_path / "w.duckdb"
-    shutil.copy(gsm_reference[0], cache)  # the shared generated run 'r': 3 problems x 4 traces
-    live = [*DP, "live", "--cache", str(cache), "--run", "r", "--policy", "deepprune", "--tau", "0.5",
-            "--K2", "3", "--truncate", "words:1", "--judge", "jaccard", "--mode", "keep", "--compare", "--json"]
-    r = subprocess.run(live, capture_output=True, text=True, env=env, timeout=900)
-    assert r.returncode == 0, r.stderr[-3000:]
-    out = json.loads(r.stdout)
-    assert out["decisions_total"] == 12
-    per = list(out["simulated_per_problem"].values())
-    assert all(p["prefixes_identical"] for p in per), per  # keep mode, fp32: the cached continuations
-    assert out["decisions_matched"] == 12
-    with Cache(cache) as c:
-        cut = c.con.execute(
-            "SELECT count(*) FROM live_traces l JOIN traces t ON t.run = 'r' AND t.problem_id = l.problem_id "
-            "AND t.idx = l.idx WHERE l.decision_token < t.n_tokens").fetchall()[0][0]
-    assert cut >= 3, "words:1 should cut several traces before their end"  # 3 of the 12 (seeded, fp32)

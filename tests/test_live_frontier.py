@@ -1,6 +1,8 @@
 """A `dp tune` settings file live (slow): each decision equals the simulator's replay in the live
-order. (short-m@k and confidence-weighted DeepPrune live: `tests/test_live.py`, on the same engine
-as every other policy.)"""
+order. Run on the trace-driven engine (`--engine replay`, which streams the generated run's own
+traces): what is tested is the settings file's way into `dp live`; that every policy decides on the
+real engine as the replay does is `tests/test_live.py`, and that the trace-driven engine reproduces
+the real one is `tests/test_replay_engine.py`."""
 
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ def test_tuned_settings_live_equal_their_replay(tmp_path, arith_reference):
     assert r.returncode == 0, r.stderr[-3000:]
     doc = json.loads(f.read_text())
     live = [*DP, "live", "--cache", str(cache), "--run", "arith", "--settings", str(f), "--live-run", "tuned",
-            "--compare", "--json"]
+            "--engine", "replay", "--compare", "--json"]
     r = subprocess.run(live, capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.loads(r.stdout)

@@ -227,17 +227,30 @@ def test_replay_engine_reproduces_a_real_live_run(tmp_path, gsm_reference):
     from tests.proc_helpers import DP
 
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    args = ["--run", "r", "--policy", "deepprune", "--tau", "0.5", "--K2", "2", "--truncate", "tokens:8",
+    # words:1 on GSM8K traces cuts most of them mid-trace (at the first 'so', 'but', ...): the live runner
+    # must find the decision point the replay finds while the tokens stream in
+    args = ["--run", "r", "--policy", "deepprune", "--tau", "0.5", "--K2", "2", "--truncate", "words:1",
             "--judge", "jaccard", "--policy", "deepconf-high", "--warmup", "2", "--conf-window", "8",
             "--policy", "esc", "--window", "2", "--max-problems-in-flight", "3", "--json"]
     outs = {}
     for engine in ("vllm", "replay"):
         path = tmp_path / f"{engine}.duckdb"
         shutil.copy(gsm_reference[0], path)
-        r = subprocess.run([*DP, "live", "--cache", str(path), *args, "--engine", engine], capture_output=True,
-                           text=True, env=env, timeout=900)
+        r = subprocess.run([*DP, "live", "--cache", str(path), *args, "--engine", engine,
+                            *(["--compare"] if engine == "vllm" else [])],
+                           capture_output=True, text=True, env=env, timeout=900)
         assert r.returncode == 0, r.stderr[-3000:]
         outs[engine] = path
+        if engine == "vllm":  # the real engine's decisions are the simulator's, decision for decision
+            for o in json.loads(r.stdout)["runs"]:
+                assert o["decisions_total"] == o["decisions_matched"] == 12, (o["policy"], o["simulated_per_problem"])
+                if o["policy"] == "deepprune":  # keep mode, fp32: the cached prefixes, judged as cached
+                    assert all(p["prefixes_identical"] for p in o["simulated_per_problem"].values())
+    with Cache(outs["vllm"]) as c:
+        cut = c.con.execute(
+            "SELECT count(*) FROM live_traces l JOIN traces t ON t.run = 'r' AND t.problem_id = l.problem_id "
+            "AND t.idx = l.idx WHERE l.run = 'r-live-deepprune-keep' AND l.decision_token < t.n_tokens").fetchone()[0]
+    assert cut >= 3, "words:1 should cut several traces before their end"
     ref = {}
     with Cache(outs["vllm"]) as c:
         for p in c.load_run("r"):
