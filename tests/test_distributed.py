@@ -29,12 +29,13 @@ from dp.generate.distributed import work_units
 from dp.generate.runner import build_jobs
 from dp.generate.sampling import SamplingSpec
 from dp.types import AnswerKind, Problem
-from tests.conftest import invoke
+from tests.conftest import GSM, invoke
 from tests.proc_helpers import DP  # noqa: E402
 
-N, MAX_TOKENS, SEED, LIMIT = 4, 32, 7, 3
-ARGS = ["--limit", str(LIMIT), "--n", str(N), "--max-tokens", str(MAX_TOKENS), "--seed", str(SEED),
-        "--enforce-eager", "--batch", "2", "--json", "--no-progress"]
+# the shared reference run (conftest.GSM: GSM8K, 3 problems x 4 traces, 64 tokens, seed 5, run 'r'),
+# in units of 2 traces: the replicated runs must store exactly its traces
+N, MAX_TOKENS, SEED, LIMIT, RUN = 4, 64, 5, 3, "r"
+ARGS = [*GSM, "--batch", "2", "--json", "--no-progress"]
 
 
 class PlainTokenizer:
@@ -168,7 +169,7 @@ def test_a_replica_that_dies_once_is_replaced_and_the_run_completes():
 # ---------------------------------------------------------------- slow: the real engine on Ray
 
 
-def _traces(path: Path, run: str = "default") -> dict:
+def _traces(path: Path, run: str = RUN) -> dict:
     """(problem_id, idx) -> (text, token ids, log-probs) as stored."""
     with Cache(path) as c:
         out = {}
@@ -208,13 +209,9 @@ def _leftovers(tmp: str, wait_s: float = 20.0) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    """The single-process run (one engine, no Ray) that the replicated runs must equal."""
-    path = tmp_path_factory.mktemp("ref") / "ref.duckdb"
-    r = subprocess.run([*DP, "generate", "--cache", str(path), *ARGS], capture_output=True, text=True,
-                       env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}, timeout=600)
-    assert r.returncode == 0, r.stderr[-2000:]
-    out = _traces(path)
+def reference(gsm_reference):
+    """The single-process run (one engine, no Ray, one batch) that the replicated runs must equal."""
+    out = _traces(gsm_reference[0])
     assert len(out) == LIMIT * N
     return out
 
@@ -236,7 +233,7 @@ def test_two_replicas_store_exactly_the_single_process_traces(tmp_path, referenc
     assert (out["replicas"], out["replica_failures"], out["traces"], out["run_traces"]) == (2, 0, 12, 12)
     assert _traces(path) == reference
     with Cache(path) as c:
-        assert c.run_info("default")["settings"]["engine"]["replicas"] == 2
+        assert c.run_info(RUN)["settings"]["engine"]["replicas"] == 2
     assert _leftovers(ray_tmp) == []
 
 
@@ -248,7 +245,7 @@ def _run_killing_one_replica(path: Path, ray_tmp: str, monkeypatch) -> tuple[dic
 
     monkeypatch.setenv("RAY_TMPDIR", ray_tmp)  # inherited by the Ray instance this process starts
     monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
-    problems = load_dataset("arith", limit=LIMIT)
+    problems = load_dataset("gsm8k", limit=LIMIT)
     spec = SamplingSpec(n=N, max_tokens=MAX_TOKENS, seed=SEED)
     lines: list[str] = []
     killed: list[int] = []
@@ -263,11 +260,11 @@ def _run_killing_one_replica(path: Path, ray_tmp: str, monkeypatch) -> tuple[dic
 
     try:
         with Cache(path, write=True) as cache:
-            cache.create_run(RunInfo(run="default", model="smollm2-135m", engine=pool.name,
-                                     tokenizer="smollm2-135m", source="generate", dataset="arith",
+            cache.create_run(RunInfo(run=RUN, model="smollm2-135m", engine=pool.name,
+                                     tokenizer="smollm2-135m", source="generate", dataset="gsm8k",
                                      n=N, seed=SEED, sampling=spec.to_dict()))
-            cache.add_problems("default", problems)
-            stats = pool.run(problems, spec, set(), lambda recs: cache.write_traces("default", recs),
+            cache.add_problems(RUN, problems)
+            stats = pool.run(problems, spec, set(), lambda recs: cache.write_traces(RUN, recs),
                              progress=False, batch_traces=2, on_event=on_event)
     finally:
         pool.close()

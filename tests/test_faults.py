@@ -232,9 +232,9 @@ def test_bytes_per_token_is_per_run_and_the_file_figure_is_labelled(tmp_path, da
 
 # ------------------------------------------------------------------ the real engine
 
-# the shared reference run's command (conftest.GSM) in batches of one trace: the run takes long enough
-# (12 batches) that a reader and a Ctrl-C reliably land in the middle of it, also on a quiet machine
-GEN = [*GSM, "--batch", "1"]
+# the shared reference run's command (conftest.GSM) in batches of two traces: the run takes long enough
+# (6 batches) that a reader and a Ctrl-C reliably land in the middle of it, also on a quiet machine
+GEN = [*GSM, "--batch", "2"]
 
 
 def _keys(cache) -> list[tuple[str, int]]:
