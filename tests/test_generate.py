@@ -279,6 +279,7 @@ def test_transformers_engine_gives_the_same_fields(tf_engine, arith):
 def test_vllm_traces_are_complete_and_consistent(vllm_engine, arith):
     records: list[TraceRecord] = []
     stats = generate_run(vllm_engine, arith, ARITH_SPEC, set(), records.extend, progress=False)
+    assert vllm_engine.block_size == 32 and vllm_engine.settings()["enable_prefix_caching"]  # what vLLM took
     _check_records(records, vllm_engine.tokenizer, ARITH_SPEC, 8)
     assert stats["traces"] == 8 and stats["tokens"] == sum(r.n_tokens for r in records)
     assert {(r.problem_id, r.index) for r in records} == {(p.problem_id, i) for p in arith for i in range(4)}
@@ -311,6 +312,16 @@ def test_vllm_seeded_sampling_survives_many_prompts_at_once(vllm_engine):
     records: list[TraceRecord] = []
     generate_run(vllm_engine, problems, spec, set(), records.extend, progress=False, batch_traces=64)
     assert len(records) == 64 and vllm_engine.settings()["max_num_batched_tokens"] >= 64 * 256
+
+
+def test_cpu_engines_ask_for_small_kv_blocks_and_prefix_caching():
+    """Both engines' settings: on the CPU build 32-token blocks with prefix caching, so the ~100-token
+    prompt of a problem is prefilled once for its N traces (the build's own 128-token blocks never fill)."""
+    from dp.generate.engines import engine_settings
+
+    s = engine_settings(None, True, 64, 512, 4096)
+    assert (s["block_size"], s["enable_prefix_caching"], s["dtype"]) == (32, True, "float32")
+    assert s["max_num_batched_tokens"] == 64 * 512 and s["max_num_seqs"] == 64 and s["enforce_eager"] is True
 
 
 def test_wave_size_by_hand():
