@@ -55,16 +55,23 @@ POLICIES = {  # name -> (policy, mode, extra params)
 }
 
 
-def identical_traces(cache_path: str, a: str, b: str) -> tuple[int, int]:
-    """(traces with the same token ids in runs a and b, traces compared)."""
+def query_one(cache_path: str, sql: str, params: list) -> tuple:
+    """The first row of one read-only query on the cache file."""
     import duckdb
 
     con = duckdb.connect(cache_path, read_only=True)
-    rows = con.execute(
-        "SELECT count(*) FILTER (WHERE x.text = y.text AND x.n_tokens = y.n_tokens), count(*) FROM traces x "
-        "JOIN traces y ON x.problem_id = y.problem_id AND x.idx = y.idx WHERE x.run = ? AND y.run = ?",
-        [a, b]).fetchone()
-    con.close()
+    try:
+        return con.execute(sql, params).fetchone()
+    finally:
+        con.close()
+
+
+def identical_traces(cache_path: str, a: str, b: str) -> tuple[int, int]:
+    """(traces with the same token ids in runs a and b, traces compared)."""
+    rows = query_one(cache_path,
+                     "SELECT count(*) FILTER (WHERE x.text = y.text AND x.n_tokens = y.n_tokens), count(*) FROM traces x "
+                     "JOIN traces y ON x.problem_id = y.problem_id AND x.idx = y.idx WHERE x.run = ? AND y.run = ?",
+                     [a, b])
     return int(rows[0]), int(rows[1])
 
 
@@ -144,12 +151,8 @@ def prefill_pass(cache_path: str, ref: str, dtype: str, max_traces: int) -> dict
 
 
 def traces_started(cache_path: str, run: str) -> int:
-    import duckdb
-
-    con = duckdb.connect(cache_path, read_only=True)
-    n = con.execute("SELECT count(*) FROM traces WHERE run = ?", [run]).fetchone()[0]
-    con.close()
-    return int(n)
+    """Traces a live run started (a trace it never started has no row)."""
+    return int(query_one(cache_path, "SELECT count(*) FROM traces WHERE run = ?", [run])[0])
 
 
 def work_model(rows: list[dict], prefill: dict, full_traces: int) -> dict:

@@ -325,7 +325,8 @@ def test_cpu_engines_ask_for_small_kv_blocks_and_prefix_caching():
 
 
 def test_wave_size_by_hand():
-    """Waves only when max_num_seqs running traces could outgrow the KV cache (CPU blocks of 128)."""
+    """Waves only when max_num_seqs running traces could outgrow the KV cache (blocks of 128 tokens, the
+    CPU build's own default, set by hand)."""
     from dp.generate.engines import VLLMEngine
 
     e = VLLMEngine.__new__(VLLMEngine)  # the sizing rule alone, no engine started

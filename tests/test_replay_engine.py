@@ -246,16 +246,15 @@ def test_replay_engine_reproduces_a_real_live_run(tmp_path, gsm_reference):
                 assert o["decisions_total"] == o["decisions_matched"] == 12, (o["policy"], o["simulated_per_problem"])
                 if o["policy"] == "deepprune":  # keep mode, fp32: the cached prefixes, judged as cached
                     assert all(p["prefixes_identical"] for p in o["simulated_per_problem"].values())
+    ref = {}
     with Cache(outs["vllm"]) as c:
         cut = c.con.execute(
             "SELECT count(*) FROM live_traces l JOIN traces t ON t.run = 'r' AND t.problem_id = l.problem_id "
             "AND t.idx = l.idx WHERE l.run = 'r-live-deepprune-keep' AND l.decision_token < t.n_tokens").fetchone()[0]
-    assert cut >= 3, "words:1 should cut several traces before their end"
-    ref = {}
-    with Cache(outs["vllm"]) as c:
         for p in c.load_run("r"):
             for i, a in zip(p.index, c.token_arrays(p.trace_ids)):
                 ref[p.problem.problem_id, int(i)] = a.tolist()
+    assert cut >= 3, "words:1 should cut several traces before their end"
 
     def stored(path, run):
         with Cache(path) as c:
