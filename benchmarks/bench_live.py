@@ -43,6 +43,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_generate import machine  # noqa: E402
+from engine_steps import StepLog  # noqa: E402
 
 POLICIES = {  # name -> (policy, mode, extra params)
     "cons": ("cons", "keep", {}),
@@ -222,9 +223,11 @@ def main() -> None:
                             compare=compare, replace=True)
 
     chosen = [p for p in args.policies.split(",") if p]
+    steps = StepLog()  # every engine step of the main session, to say where each policy's time went
     with Cache(args.cache, write=True) as cache:
         t0 = time.perf_counter()
-        main_runs = run_lives(cache, [settings(k, args.max_traces) for k in chosen], progress=False)
+        main_runs = run_lives(cache, [settings(k, args.max_traces) for k in chosen], progress=False,
+                              stat_loggers=[steps])
         session_s = time.perf_counter() - t0
         windows = []
         for w in [int(x) for x in args.budgets.split(",") if x]:
@@ -237,17 +240,21 @@ def main() -> None:
                    else (None, None))
     keys = ("policy", "mode", "max_traces_in_flight", "peak_traces_in_flight", "max_problems_in_flight", "live_tokens", "live_seconds", "full_tokens",
             "full_generation_seconds", "token_cut", "wall_cut", "wall_to_token_cut", "live_accuracy",
-            "decisions_matched", "decisions_total", "judge_seconds", "judge_pairs", "dtype")
+            "decisions_matched", "decisions_total", "judge_seconds", "judge_pairs", "process_cpu_seconds", "dtype")
     rows = [{k: o.get(k) for k in keys} for o in main_runs + windows]
     for row, o in zip(rows, main_runs + windows, strict=True):
         row["traces_started"] = traces_started(args.cache, o["live_run"])
+    engine_profile = {o["policy"] + "-" + o["mode"]: steps.summary(*o["live_window"]) for o in main_runs}
+    if main_runs and main_runs[0].get("full_generation_window"):
+        engine_profile["full generation"] = steps.summary(*main_runs[0]["full_generation_window"])
     model = work_model(rows, prefill, generated["traces"]) if prefill else None
     cons = next((o for o in main_runs if o["policy"] == "cons"), None)
     report = {
         "machine": where, "settings": vars(args), "reference_run": ref,
         "generate": {k: generated.get(k) for k in ("traces", "tokens", "seconds", "tokens_per_s")},
         "generate_process_seconds": generated["process_seconds"], "live_session_seconds": session_s,
-        "rows": rows, "peer_deepconf": peer, "prefill_pass": prefill, "work_model": model,
+        "rows": rows, "engine_profile": engine_profile, "peer_deepconf": peer, "prefill_pass": prefill,
+        "work_model": model,
         "cons_overhead": (cons["live_seconds"] / generated["seconds"] - 1) if cons else None,
         "cons_identical_to_reference": None if same is None else {"identical": same, "traces": total},
     }
@@ -273,6 +280,12 @@ def main() -> None:
               f"{model['seconds_per_token'] * 1e3:.1f} ms a further token. A policy that starts every trace "
               f"cuts at most {model['ceiling_wall_to_token_cut_if_every_trace_starts']:.2f} x its token cut "
               f"from the wall time")
+    print("engine steps (time-weighted requests running; busy = some request running or waiting):")
+    pcols = ("steps", "busy_seconds", "idle_seconds", "step_seconds_median", "running_mean", "waiting_mean",
+             "prompt_tokens_computed", "prompt_tokens_cached", "generated_tokens", "busy_ms_per_generated_token")
+    print("  ".join(("run",) + pcols))
+    for name, p in engine_profile.items():
+        print("  ".join([name] + [f"{p.get(c):.3f}" if isinstance(p.get(c), float) else str(p.get(c)) for c in pcols]))
     if peer:
         print(f"{peer['policy']}: {peer['live_tokens']} tokens in {peer['live_seconds']:.1f} s, "
               f"accuracy {peer['live_accuracy']:.3f}")

@@ -105,7 +105,7 @@ class StreamEngine(EngineBase):
 
     def __init__(self, model: str = "smollm2-135m", *, dtype: str | None = None, enforce_eager: bool = True,
                  max_num_seqs: int = 64, max_prompt_tokens: int = 512, max_model_len: int = 4096,
-                 kv_cache_gib: float = 2):
+                 kv_cache_gib: float = 2, stat_loggers: list | None = None):
         super().__init__(model)
         vllm_env(kv_cache_gib)
         import vllm
@@ -119,7 +119,7 @@ class StreamEngine(EngineBase):
         guard_engines()
         try:
             with shielded_children():  # EngineCore and Workers never see a terminal's Ctrl-C
-                self.engine = AsyncLLM.from_engine_args(args)
+                self.engine = AsyncLLM.from_engine_args(args, stat_loggers=stat_loggers)
         except Exception as exc:  # noqa: BLE001 - the user gets one line
             raise DPError(f"vLLM could not start model '{model}': {one_line(exc)}") from exc
         freeze_startup_heap()

@@ -13,35 +13,26 @@ others are stopped. Two ways to let the kept traces finish (`mode`):
   later from their prefix (one more prefill; continuations re-sampled with a
   derived seed). Compare with the simulator's `paper` accounting.
 
-The policy (and so the judge) runs off the event loop, in `judge_thread`: one
-thread shared by every problem of the process, so a slow neural judge never stalls
-the streams of other traces or a server's other routes, while judge calls stay
-one at a time and in arrival order (the decisions are the replay's). In `resume`
+The policy (and so the judge) runs off the event loop, in the one judge thread
+(`dp.simulate.live.off_loop`), so a slow neural judge never stalls the streams of
+other traces or a server's other routes, while judge calls stay one at a time and
+in arrival order (the decisions are the replay's). In `resume`
 mode a trace is stopped as soon as it arrives, before it is judged.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from dp.judge.base import Prefix
 from dp.judge.truncation import prefix_text
 from dp.simulate.live.arrival import Arrival
+from dp.simulate.live.off_loop import off_loop
 from dp.simulate.live.problem import LiveTraces, ProblemLive, live_prefix_id
 from dp.simulate.replay.context import ProblemContext
 from dp.simulate.replay.scores import PairScores
-
-# the one thread that runs prefix policies and their judges: first in, first out, off the event loop
-judge_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dp-judge")
-
-
-def off_loop(fn, *args) -> asyncio.Future:
-    """fn(*args) submitted to `judge_thread` now (calls run one at a time, in the order they were made)."""
-    return asyncio.get_running_loop().run_in_executor(judge_thread, fn, *args)
 
 
 async def drive_prefix(lt: LiveTraces, policy, *, judge, rule, mode: str, rng) -> ProblemLive:

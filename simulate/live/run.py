@@ -10,7 +10,7 @@ and a judge trained on the run's questions (`dp.simulate.live.checks`), stores e
 failing judge keeps what was generated), and with `compare` times a full
 generation of the same traces (same window of problems in flight) and replays
 the simulator in each problem's live order. The engine is shut down on every
-exit path (unless the caller passed its own).
+exit path.
 
 Only traces that started are stored as traces: a trace the policy never started
 (ESC, Adaptive-Consistency and other wave policies that stop early) has no row in
@@ -108,6 +108,8 @@ class _Job:
     warnings: list = dataclasses.field(default_factory=list)
     judge_in_sample: bool = False
     peak_traces: int = 0
+    window: tuple = (None, None)  # (start, end) of this session's part, Unix seconds
+    cpu_seconds: float = 0.0  # this process's CPU seconds in that part (the engine's own processes not counted)
 
 
 def run_live(cache: Cache, s: LiveSettings, progress: bool = True) -> dict:
@@ -115,9 +117,11 @@ def run_live(cache: Cache, s: LiveSettings, progress: bool = True) -> dict:
     return run_lives(cache, [s], progress)[0]
 
 
-def run_lives(cache: Cache, settings: list[LiveSettings], progress: bool = True) -> list[dict]:
+def run_lives(cache: Cache, settings: list[LiveSettings], progress: bool = True,
+              stat_loggers: list | None = None) -> list[dict]:
     """Run each policy live in turn on ONE engine (same reference run, dtype and window);
-    with `compare` on any, the full generation of the same traces is timed once, after them."""
+    with `compare` on any, the full generation of the same traces is timed once, after them.
+    `stat_loggers`: vLLM stat-logger factories for the vllm engine (a benchmark's log of its steps)."""
     from dp.generate.sampling import SamplingSpec
     from dp.generate.stream import StreamEngine
 
@@ -155,7 +159,7 @@ def run_lives(cache: Cache, settings: list[LiveSettings], progress: bool = True)
         job.warnings += [f"{s.policy}: {seen}"] if seen else []
         _warn(job.warnings)
         jobs.append(job)
-    timing = {"full_seconds": 0.0, "full_tokens": 0}
+    timing = {"full_seconds": 0.0, "full_tokens": 0, "full_window": (None, None)}
     engine_settings: dict = {}
 
     async def window(run_one, todo, on_done=None) -> tuple[float, int]:
@@ -192,10 +196,12 @@ def run_lives(cache: Cache, settings: list[LiveSettings], progress: bool = True)
                       flush=True)
 
         todo = [pt for pt in problems if not (job.done and pt.problem.problem_id in job.done)]
+        started, cpu = time.time(), time.process_time()
         seconds, job.peak_traces = await window(
             lambda pt, adm: run_problem(engine, job.policy, job.judge, rule, pt.problem,
                                         [int(x) for x in pt.seeds], spec, s.mode, s.seed, adm), todo, stored)
         job.live_seconds = job.done_wall + seconds
+        job.window, job.cpu_seconds = (started, time.time()), time.process_time() - cpu
 
     async def session() -> None:
         # one event loop for the whole session: AsyncLLM's output handler lives in it
@@ -204,7 +210,7 @@ def run_lives(cache: Cache, settings: list[LiveSettings], progress: bool = True)
 
             engine = replay_stream_engine(cache, first.reference_run, rate=first.replay_rate)
         else:
-            engine = StreamEngine(ref["model"], dtype=first.dtype)
+            engine = StreamEngine(ref["model"], dtype=first.dtype, stat_loggers=stat_loggers)
         engine_settings.update(engine.settings())
         batch = engine_settings.get("max_num_seqs") or 4 * int(ref["n"])  # replay stand-in: no batch of its own
         engine_settings["max_traces_in_flight"] = first.max_traces or batch
@@ -216,10 +222,12 @@ def run_lives(cache: Cache, settings: list[LiveSettings], progress: bool = True)
                     timing["full_tokens"] += int(full.tokens.sum())
 
                 rule = first.rule
+                started = time.time()
                 timing["full_seconds"], _ = await window(
                     lambda pt, adm: run_problem(engine, Consensus(), None, rule, pt.problem,
                                                 [int(x) for x in pt.seeds], spec, "keep", first.seed, adm),
                     problems, counted)
+                timing["full_window"] = (started, time.time())
         finally:
             engine.close()
 
@@ -267,6 +275,7 @@ def _finish(cache: Cache, job: _Job, ref: dict, problems: list, engine_settings:
         **dict(zip(("live_accuracy", "graded_problems"), graded_accuracy([lv.correct for lv in lives]),
                    strict=True)),  # over the problems with a gold answer
         "judge_seconds": float(sum(lv.judge_seconds for lv in lives)),
+        "process_cpu_seconds": job.cpu_seconds, "live_window": list(job.window),
         "judge_pairs": int(sum(lv.judge_pairs for lv in lives)),
         "reference_tokens": int(sum(int(p.lengths.sum()) for p in problems)),
         "seed": s.seed, "truncate": str(rule), "params": dict(getattr(policy, "params_dict", {})),
@@ -278,6 +287,7 @@ def _finish(cache: Cache, job: _Job, ref: dict, problems: list, engine_settings:
                                   confidence=getattr(sim_policy, "needs_confidence", False))
         out.update(compare(contexts, sim_policy, lives, s.seed))
         out.update(full_generation_seconds=timing["full_seconds"], full_tokens=timing["full_tokens"],
+                   full_generation_window=list(timing["full_window"]),
                    **cuts(out, timing["full_tokens"], timing["full_seconds"]))
     settings = cache.run_info(s.live_run)["settings"]
     cache.update_run_settings(s.live_run, {
