@@ -20,7 +20,15 @@ Run by hand (starts vLLM engines; minutes; nothing else should run on the machin
    wall cut against it: a policy that starts every trace can cut its wall time by at most (1 - the
    started traces' share) x its token cut.
 
-5. With `--peer-deepconf` (needs `pip install --no-deps deepconf==0.1.0`), DeepConf's own
+5. Every engine step of step 2's session is logged (`engine_steps.StepLog`, vLLM's stat-logger
+   interface): per policy, the steps, the batch (requests running, waiting), prompt tokens prefilled
+   (computed, from the prefix cache), tokens generated and idle seconds; a least-squares fit of busy
+   seconds on steps, generated tokens and computed prompt tokens over the windows, and what each
+   window's fit leaves unexplained (cores taken by dp's own work, e.g. Slim-SC's embeddings, whose
+   seconds are `judge_seconds`; dp's process CPU is `process_cpu_seconds`). The raw steps go to
+   `<out>_steps.csv`.
+
+6. With `--peer-deepconf` (needs `pip install --no-deps deepconf==0.1.0`), DeepConf's own
    `DeepThinkLLM.deepthink(mode="online")` on the same prompts and sampling settings, one
    problem at a time as it runs (its own seeds), for reference.
 
@@ -41,9 +49,11 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_generate import machine  # noqa: E402
-from engine_steps import StepLog  # noqa: E402
+from engine_steps import FIELDS, StepLog, cost_model  # noqa: E402
 
 POLICIES = {  # name -> (policy, mode, extra params)
     "cons": ("cons", "keep", {}),
@@ -247,13 +257,15 @@ def main() -> None:
     engine_profile = {o["policy"] + "-" + o["mode"]: steps.summary(*o["live_window"]) for o in main_runs}
     if main_runs and main_runs[0].get("full_generation_window"):
         engine_profile["full generation"] = steps.summary(*main_runs[0]["full_generation_window"])
+    costs = cost_model(engine_profile)
     model = work_model(rows, prefill, generated["traces"]) if prefill else None
     cons = next((o for o in main_runs if o["policy"] == "cons"), None)
     report = {
         "machine": where, "settings": vars(args), "reference_run": ref,
         "generate": {k: generated.get(k) for k in ("traces", "tokens", "seconds", "tokens_per_s")},
         "generate_process_seconds": generated["process_seconds"], "live_session_seconds": session_s,
-        "rows": rows, "engine_profile": engine_profile, "peer_deepconf": peer, "prefill_pass": prefill,
+        "rows": rows, "engine_profile": engine_profile, "engine_cost_model": costs, "peer_deepconf": peer,
+        "prefill_pass": prefill,
         "work_model": model,
         "cons_overhead": (cons["live_seconds"] / generated["seconds"] - 1) if cons else None,
         "cons_identical_to_reference": None if same is None else {"identical": same, "traces": total},
@@ -261,6 +273,9 @@ def main() -> None:
     out = Path(args.out or f"results/bench_live_{args.dtype}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
+    steps_csv = out.with_name(out.stem + "_steps.csv")  # every engine step of the main session
+    np.savetxt(steps_csv, np.array(steps.rows).reshape(-1, len(FIELDS)), delimiter=",", header=",".join(FIELDS),
+               comments="", fmt="%.6f")
     print(f"machine: {where}; now load {os.getloadavg()[0]:.2f}")
     print(f"{args.problems} arith problems x n={args.n}, max_tokens {args.max_tokens}, dtype {args.dtype}, "
           f"seed {args.seed}, judge {args.judge}, truncate {args.truncate}, K2 {args.K2}")
@@ -283,9 +298,15 @@ def main() -> None:
     print("engine steps (time-weighted requests running; busy = some request running or waiting):")
     pcols = ("steps", "busy_seconds", "idle_seconds", "step_seconds_median", "running_mean", "waiting_mean",
              "prompt_tokens_computed", "prompt_tokens_cached", "generated_tokens", "busy_ms_per_generated_token")
-    print("  ".join(("run",) + pcols))
+    print("  ".join(("run",) + pcols + ("predicted_busy_seconds", "unexplained_seconds")))
     for name, p in engine_profile.items():
-        print("  ".join([name] + [f"{p.get(c):.3f}" if isinstance(p.get(c), float) else str(p.get(c)) for c in pcols]))
+        p = {**p, **costs.get("windows", {}).get(name, {})}
+        print("  ".join([name] + [f"{p.get(c):.3f}" if isinstance(p.get(c), float) else str(p.get(c))
+                                  for c in pcols + ("predicted_busy_seconds", "unexplained_seconds")]))
+    if costs:
+        print(f"engine cost fit: {costs['seconds_per_step'] * 1e3:.1f} ms a step + "
+              f"{costs['seconds_per_generated_token'] * 1e3:.2f} ms a generated token + "
+              f"{costs['seconds_per_prompt_token_computed'] * 1e3:.2f} ms a prompt token computed")
     if peer:
         print(f"{peer['policy']}: {peer['live_tokens']} tokens in {peer['live_seconds']:.1f} s, "
               f"accuracy {peer['live_accuracy']:.3f}")

@@ -77,3 +77,21 @@ class StepLog:
             "generated_tokens": int(gen.sum()),
             "busy_ms_per_generated_token": 1e3 * busy_s / gen.sum() if gen.sum() else None,
         }
+
+
+def cost_model(profiles: dict[str, dict]) -> dict:
+    """Least squares over the windows' summaries: busy seconds = a x steps + b x tokens generated
+    + c x prompt tokens computed. Per window, what the fit predicts and what it leaves unexplained
+    (busy seconds the engine's own work does not account for: the cores taken by something else)."""
+    names = [n for n, p in profiles.items() if p.get("steps")]
+    a = np.array([[profiles[n]["steps"], profiles[n]["generated_tokens"], profiles[n]["prompt_tokens_computed"]]
+                  for n in names], dtype=np.float64)
+    y = np.array([profiles[n]["busy_seconds"] for n in names])
+    if len(names) < 3:
+        return {}
+    coef = np.linalg.lstsq(a, y, rcond=None)[0]
+    fit = a @ coef
+    return {"seconds_per_step": float(coef[0]), "seconds_per_generated_token": float(coef[1]),
+            "seconds_per_prompt_token_computed": float(coef[2]),
+            "windows": {n: {"predicted_busy_seconds": float(f), "unexplained_seconds": float(b - f)}
+                        for n, f, b in zip(names, fit, y, strict=True)}}

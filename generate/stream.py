@@ -17,7 +17,13 @@ import numpy as np
 
 from dp.confidence import row_confidence, token_confidence
 from dp.errors import DPError
-from dp.generate.engines import EngineBase, engine_settings, one_line, vllm_env
+from dp.generate.engines import (
+    EngineBase,
+    engine_settings,
+    one_line,
+    share_cores_with_engine,
+    vllm_env,
+)
 from dp.generate.records import build_record
 from dp.generate.sampling import SamplingSpec, to_vllm
 from dp.generate.watchdog import guard_engines
@@ -123,6 +129,7 @@ class StreamEngine(EngineBase):
         except Exception as exc:  # noqa: BLE001 - the user gets one line
             raise DPError(f"vLLM could not start model '{model}': {one_line(exc)}") from exc
         freeze_startup_heap()
+        share_cores_with_engine()
 
     def settings(self) -> dict:
         return {"engine": self.name, **self._settings}

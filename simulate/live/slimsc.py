@@ -8,15 +8,19 @@ stopped at once (the engine may decode a few more tokens, counted in `tokens`).
 Its segment text is cut from the streamed text by token offsets, as the cache's
 reader cuts it for the replay. Embedding and deciding run off the event loop, in
 the live runner's one judge thread, in the order the deltas came in; the
-segments of the deltas that arrive together (a problem's traces reach a
-checkpoint in the same engine step) are embedded in one call
-(`dp.simulate.live.off_loop.Batched`): one MiniLM call a text cost ~10 ms of the
-engine's two cores here, ~2-3 ms a text in a batch of 16.
+segments of the deltas that arrive together, from every problem of the session
+(traces that reach a checkpoint in the same engine step), are embedded in one
+call (`dp.simulate.live.off_loop.Batched`): one MiniLM call a text costs ~10 ms
+here, ~2-3 ms a text in a batch of 16, and those milliseconds are taken from the
+engine when both run on the same cores.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
+import weakref
 
 import numpy as np
 
@@ -24,55 +28,87 @@ from dp.simulate.live.off_loop import Batched
 from dp.simulate.live.problem import LiveTraces, ProblemLive
 
 
+class _Checkpoints:
+    """One problem's Slim-SC state for the live driver: the segments kept at each checkpoint."""
+
+    def __init__(self, policy, n: int):
+        self.policy, self.n, self.every = policy, n, policy.params.every
+        self.state = policy.begin(n, 1)
+        self.emb: dict[int, np.ndarray] = {}  # checkpoint -> (N, d) segments of the traces kept there
+        self.reached = np.zeros(n, dtype=np.int64)  # checkpoints decided per trace
+        self.arrival: list[int] = []  # order of first checkpoint arrivals
+        self.seconds = 0.0  # this problem's share of the judge thread's time
+
+    def segments(self, t: int, text: str, offsets, last: int) -> list[str]:
+        """Trace t's segment texts of the checkpoints after the last one decided, up to `last`."""
+        every = self.every
+        return [text[int(offsets[(c - 1) * every - 1]) if c > 1 else 0:int(offsets[c * every - 1])]
+                for c in range(int(self.reached[t]) + 1, last + 1)]
+
+    def decide(self, t: int, last: int, vecs: np.ndarray) -> bool:
+        """Decide trace t's checkpoints after the last one decided with their segments' vectors; True = pruned."""
+        for c, vec in zip(range(int(self.reached[t]) + 1, last + 1), vecs, strict=True):
+            table = self.emb.setdefault(c, np.zeros((self.n, vec.size), dtype=np.float32))
+            table[t] = vec
+            if c == 1:
+                self.arrival.append(t)
+            self.reached[t] = c
+            if self.policy.decide(self.state, c, np.array([t]), (table @ vec)[None, :])[0]:
+                return True
+        return False
+
+
+def _embed_and_decide(policy, requests: list[tuple]) -> list[bool]:
+    """Requests (problem, t, text, offsets, last) of any problems, in the order made: every segment
+    embedded in one call, then each request decided in order (in the judge thread)."""
+    t0 = time.perf_counter()
+    spans = [p.segments(t, text, offsets, last) for p, t, text, offsets, last in requests]
+    vecs = policy.embed([x for span in spans for x in span])
+    out, at = [], 0
+    for (p, t, _, _, last), span in zip(requests, spans, strict=True):
+        out.append(p.decide(t, last, vecs[at:at + len(span)]))
+        at += len(span)
+    total = sum(len(span) for span in spans) or 1
+    for (p, *_), span in zip(requests, spans, strict=True):  # the call's time, shared by segments
+        p.seconds += (time.perf_counter() - t0) * len(span) / total
+    return out
+
+
+# one batcher per (event loop, policy object): the problems of a live session share their embedding calls
+_batchers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _batcher(policy) -> Batched:
+    per_loop = _batchers.setdefault(asyncio.get_running_loop(), {})
+    if id(policy) not in per_loop:
+        per_loop[id(policy)] = (policy, Batched(functools.partial(_embed_and_decide, policy)))
+    return per_loop[id(policy)][1]
+
+
 async def drive_slimsc(lt: LiveTraces, policy, *, judge=None, rule=None, mode: str = "keep", rng=None) -> ProblemLive:
     n, every = lt.n, policy.params.every
-    state = policy.begin(n, 1)
-    emb: dict[int, np.ndarray] = {}  # checkpoint -> (N, d) segments of the traces kept there
-    reached = np.zeros(n, dtype=np.int64)  # checkpoints decided per trace
-    arrival: list[int] = []  # order of first checkpoint arrivals
-    spent = [0.0]  # seconds in the judge thread (embedding and deciding)
+    cp = _Checkpoints(policy, n)
+    state, batched = cp.state, _batcher(policy)
 
     async def on_delta(t: int, seen: int, done: bool) -> None:
         s = lt.streams[t]
         # checkpoints c known to lie inside the trace (length > c x every): an unfinished stream
         # has more tokens coming
         last = max(s.n - 1, 0) // every if done else s.n // every
-        if state.pruned_at[0, t] or last <= reached[t]:
+        if state.pruned_at[0, t] or last <= cp.reached[t]:
             return
         text, offsets = lt.text(t)
-        if await checkpoints((t, text, offsets, last)):
+        if await batched((cp, t, text, offsets, last)):
             await lt.stop(t)
 
-    def decide(requests: list[tuple]) -> list[bool]:
-        """Decide each request's checkpoints (trace t's up to `last`), in order, their segments
-        embedded in one call (in the judge thread); True = pruned."""
-        t0 = time.perf_counter()
-        spans = [(t, c, text, offsets) for t, text, offsets, last in requests for c in range(int(reached[t]) + 1, last + 1)]
-        vecs = policy.embed([text[int(offsets[(c - 1) * every - 1]) if c > 1 else 0:int(offsets[c * every - 1])]
-                             for _, c, text, offsets in spans])
-        pruned = {}
-        for (t, c, _, _), vec in zip(spans, vecs, strict=True):
-            if t in pruned:  # pruned at an earlier checkpoint of the same request
-                continue
-            table = emb.setdefault(c, np.zeros((n, vec.size), dtype=np.float32))
-            table[t] = vec
-            if c == 1:
-                arrival.append(t)
-            reached[t] = c
-            if policy.decide(state, c, np.array([t]), (table @ vec)[None, :])[0]:
-                pruned[t] = True
-        spent[0] += time.perf_counter() - t0
-        return [pruned.get(t, False) for t, *_ in requests]
-
-    checkpoints = Batched(decide)
     await lt.run(range(n), on_delta)
     seconds = await lt.wait()
     records = lt.records()
     tokens = lt.tokens()
     voters = state.pruned_at[0] == 0
-    answer, ok = lt.vote(records, voters, arrival, None)
+    answer, ok = lt.vote(records, voters, cp.arrival, None)
     return ProblemLive(
-        problem_id=lt.problem.problem_id, records=records, arrival=arrival,
+        problem_id=lt.problem.problem_id, records=records, arrival=cp.arrival,
         decision_token=np.where(voters, tokens, state.pruned_at[0]), finished=voters, tokens=tokens,
-        correct=ok, seconds=seconds, judge_seconds=spent[0], judge_pairs=int(state.comparisons[0]), answer=answer,
+        correct=ok, seconds=seconds, judge_seconds=cp.seconds, judge_pairs=int(state.comparisons[0]), answer=answer,
     )
