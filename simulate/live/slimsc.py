@@ -18,7 +18,6 @@ engine when both run on the same cores.
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 import weakref
 
@@ -58,12 +57,12 @@ class _Checkpoints:
         return False
 
 
-def _embed_and_decide(policy, requests: list[tuple]) -> list[bool]:
-    """Requests (problem, t, text, offsets, last) of any problems, in the order made: every segment
-    embedded in one call, then each request decided in order (in the judge thread)."""
+def _embed_and_decide(requests: list[tuple]) -> list[bool]:
+    """Requests (problem, t, text, offsets, last) of any problems sharing one embedder, in the order
+    made: every segment embedded in one call, then each request decided in order (in the judge thread)."""
     t0 = time.perf_counter()
     spans = [p.segments(t, text, offsets, last) for p, t, text, offsets, last in requests]
-    vecs = policy.embed([x for span in spans for x in span])
+    vecs = requests[0][0].policy.embed([x for span in spans for x in span])
     out, at = [], 0
     for (p, t, _, _, last), span in zip(requests, spans, strict=True):
         out.append(p.decide(t, last, vecs[at:at + len(span)]))
@@ -74,15 +73,17 @@ def _embed_and_decide(policy, requests: list[tuple]) -> list[bool]:
     return out
 
 
-# one batcher per (event loop, policy object): the problems of a live session share their embedding calls
+# one batcher per (event loop, embedder): the problems of a live session (the requests of a server)
+# share their embedding calls; bounded by the embedders of the process (one: `segment_embedder`)
 _batchers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _batcher(policy) -> Batched:
     per_loop = _batchers.setdefault(asyncio.get_running_loop(), {})
-    if id(policy) not in per_loop:
-        per_loop[id(policy)] = (policy, Batched(functools.partial(_embed_and_decide, policy)))
-    return per_loop[id(policy)][1]
+    key = id(policy.embedder)
+    if key not in per_loop:
+        per_loop[key] = (policy.embedder, Batched(_embed_and_decide))  # the embedder held: its id stays its own
+    return per_loop[key][1]
 
 
 async def drive_slimsc(lt: LiveTraces, policy, *, judge=None, rule=None, mode: str = "keep", rng=None) -> ProblemLive:
