@@ -6,7 +6,8 @@ Run by hand (starts vLLM engines; minutes; nothing else should run on the machin
 
 1. `dp generate` samples the reference run (its generation seconds, engine start excluded).
 2. One `dp live` session (one AsyncLLM engine; problems admitted while fewer than
-   `--max-traces` traces run, default the engine's batch) runs, on the same problems and seeds: cons (pruning off), DeepPrune keep and resume, DeepConf-high,
+   `--max-traces` traces run, default the engine's batch) runs a warm-up (cons, not reported;
+   `--no-warmup` skips it), then, on the same problems and seeds: cons (pruning off), DeepPrune keep and resume, DeepConf-high,
    ESC, Adaptive-Consistency (waves of 8) and Slim-SC; then the full generation of the
    same traces in the same engine and window. Each with `--compare` (decisions against
    the simulator in the live order).
@@ -202,6 +203,8 @@ def main() -> None:
     ap.add_argument("--cache", default="out/bench_live.duckdb")
     ap.add_argument("--out", default=None)
     ap.add_argument("--peer-deepconf", action="store_true", help="also run deepconf 0.1.0's own online mode")
+    ap.add_argument("--no-warmup", action="store_true",
+                    help="skip the warm-up run (cons, not reported) before the policies in the live session")
     ap.add_argument("--no-prefill-pass", action="store_true",
                     help="skip the pass that times what a started trace costs (its prompt's prefill)")
     args = ap.parse_args()
@@ -223,11 +226,11 @@ def main() -> None:
     generated = json.loads(r.stdout)
     generated["process_seconds"] = time.perf_counter() - t0
 
-    def settings(key: str, budget: int | None, compare: bool = True) -> LiveSettings:
+    def settings(key: str, budget: int | None, compare: bool = True, name: str | None = None) -> LiveSettings:
         policy, mode, params = POLICIES[key]
         if policy == "deepprune":
             params = {**params, "K2": args.K2}
-        return LiveSettings(reference_run=ref, live_run=f"{ref}-{key}-t{budget or 'batch'}", policy=policy,
+        return LiveSettings(reference_run=ref, live_run=name or f"{ref}-{key}-t{budget or 'batch'}", policy=policy,
                             params=params, judge=args.judge, truncate=args.truncate, mode=mode,
                             max_in_flight=args.max_problems, max_traces=budget, dtype=args.dtype, seed=args.seed,
                             compare=compare, replace=True)
@@ -236,8 +239,11 @@ def main() -> None:
     steps = StepLog()  # every engine step of the main session, to say where each policy's time went
     with Cache(args.cache, write=True) as cache:
         t0 = time.perf_counter()
-        main_runs = run_lives(cache, [settings(k, args.max_traces) for k in chosen], progress=False,
-                              stat_loggers=[steps])
+        # a warm-up first (cons, not reported): an engine's first passes are slower, and the first
+        # policy run would otherwise pay for them against the full generation, run last
+        warm = [] if args.no_warmup else [settings("cons", args.max_traces, compare=False, name=f"{ref}-warmup")]
+        main_runs = run_lives(cache, warm + [settings(k, args.max_traces) for k in chosen], progress=False,
+                              stat_loggers=[steps])[len(warm):]
         session_s = time.perf_counter() - t0
         windows = []
         for w in [int(x) for x in args.budgets.split(",") if x]:
