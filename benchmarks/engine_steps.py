@@ -63,7 +63,8 @@ class StepLog:
             return {"steps": 0}
         dt = np.diff(np.concatenate([[t0], tab["t"][at]]))
         before = np.concatenate([[-1], at[:-1]])  # the step before each (-1: the window's start)
-        empty = np.array([b >= 0 and tab["running"][b] == 0 and tab["waiting"][b] == 0 for b in before])
+        prev = np.maximum(before, 0)
+        empty = (before >= 0) & (tab["running"][prev] == 0) & (tab["waiting"][prev] == 0)
         busy = ~empty
         run, gen = tab["running"][at], tab["generated"][at]
         busy_s = float(dt[busy].sum())

@@ -89,6 +89,13 @@ def vllm_env(kv_cache_gib: float) -> None:
 CPU_PREFIX_CACHE = {"block_size": 32, "enable_prefix_caching": True}
 
 
+def on_cpu() -> bool:
+    """Whether vLLM runs on the CPU build here (imports vLLM's platform module, not the engine)."""
+    from vllm.platforms import current_platform
+
+    return current_platform.is_cpu()
+
+
 def in_process_on_cpu() -> None:
     """On the CPU build `vllm.LLM` runs its engine core in this process (vLLM's
     VLLM_ENABLE_V1_MULTIPROCESSING=0; a user's own setting wins): no second process to spawn,
@@ -99,9 +106,7 @@ def in_process_on_cpu() -> None:
     texts and 3,017 token ids both ways (1 stored log-prob differed by its 0.001 rounding step).
     On a GPU the engine-core process overlaps scheduling with the model: left as vLLM has it.
     `AsyncLLM` (dp live, dp serve) always runs its engine core in a process of its own."""
-    from vllm.platforms import current_platform
-
-    if current_platform.is_cpu():
+    if on_cpu():
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 
 
@@ -111,9 +116,7 @@ def share_cores_with_engine() -> None:
     oversubscribe them and both slow down. Measured (Slim-SC live, 16 arith problems x 32 traces,
     2 cores): embedding took 14.5 s (21.0 CPU s) with 2 threads and 8.8 s with 1, the live run
     97.2 s and 91.2 s. On a GPU the cores are the judge's: nothing is changed."""
-    from vllm.platforms import current_platform
-
-    if current_platform.is_cpu():
+    if on_cpu():
         import torch
 
         torch.set_num_threads(1)
@@ -122,9 +125,7 @@ def share_cores_with_engine() -> None:
 def engine_settings(dtype: str | None, enforce_eager: bool, max_num_seqs: int, max_prompt_tokens: int,
                     max_model_len: int) -> dict:
     """The vLLM engine arguments both engines (offline `LLM` and `AsyncLLM`) are built with."""
-    from vllm.platforms import current_platform
-
-    cpu = current_platform.is_cpu()
+    cpu = on_cpu()
     out = dict(
         dtype=dtype or ("float32" if cpu else "auto"), enforce_eager=enforce_eager, max_num_seqs=max_num_seqs,
         max_model_len=max_model_len, max_num_batched_tokens=max(8192, max_num_seqs * max_prompt_tokens),

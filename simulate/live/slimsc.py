@@ -67,9 +67,9 @@ def _embed_and_decide(requests: list[tuple]) -> list[bool]:
     for (p, t, _, _, last), span in zip(requests, spans, strict=True):
         out.append(p.decide(t, last, vecs[at:at + len(span)]))
         at += len(span)
-    total = sum(len(span) for span in spans) or 1
+    elapsed, total = time.perf_counter() - t0, sum(len(span) for span in spans) or 1
     for (p, *_), span in zip(requests, spans, strict=True):  # the call's time, shared by segments
-        p.seconds += (time.perf_counter() - t0) * len(span) / total
+        p.seconds += elapsed * len(span) / total
     return out
 
 
